@@ -1,0 +1,17 @@
+"""Exception types that the CLI turns into one-line messages instead of tracebacks."""
+
+
+class DecoError(Exception):
+    """Base class for every error caused by bad input to deco (config, data, shapes, files)."""
+
+
+class ConfigError(DecoError, ValueError):
+    """A config file, override or config value is invalid; the message names the key and source."""
+
+
+class ShapeError(DecoError, ValueError):
+    """A tensor or grid does not have the shape a component declared."""
+
+
+class DataError(DecoError, ValueError):
+    """A data file or sample is malformed; the message names the file, line or sample id."""
