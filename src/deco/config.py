@@ -1,0 +1,315 @@
+"""Typed, nested run configuration: YAML files plus dotted command-line overrides.
+
+One config system for every command. Sections: model, vision, projector, llm, data, train, eval.
+Unknown keys and wrong types are ConfigErrors that name the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from deco.errors import ConfigError
+
+
+@dataclass
+class ModelSection:
+    """The multimodal model as a whole."""
+
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # A saved deco model (directory written by save_pretrained) to start from instead of building.
+    load_from: str | None = None
+    # Refuse pickle-only (.bin/.pt) HF checkpoints unless the files are trusted.
+    allow_pickle: bool = False
+
+
+@dataclass
+class VisionSection:
+    """Vision encoder: an HF id/path, or an architecture plus config overrides (random init)."""
+
+    pretrained: str | None = None
+    arch: Literal["clip", "siglip"] = "clip"
+    hf_config: dict[str, Any] = field(default_factory=dict)
+    # LLaVA takes the penultimate layer's hidden states.
+    feature_layer: int = -2
+    # LLaVA-1.5 pads images to a square with the mean colour before resizing ("pad" aspect mode).
+    pad_to_square: bool = True
+    freeze: bool = True
+
+
+@dataclass
+class ProjectorSection:
+    """Which projector (exact registry name) and its options (checked against its config class)."""
+
+    name: str = "mlp"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LLMSection:
+    """Causal LM: an HF id/path, or an architecture plus config overrides (random init)."""
+
+    pretrained: str | None = None
+    arch: Literal["llama", "qwen2"] = "llama"
+    hf_config: dict[str, Any] = field(default_factory=dict)
+    # HF id/path of the tokenizer; defaults to `pretrained`. "byte-llama" / "byte-qwen" build a
+    # byte-level tokenizer in-process (tests, offline runs).
+    tokenizer: str | None = None
+    attn_implementation: Literal["eager", "sdpa"] = "sdpa"
+
+
+@dataclass
+class DataSection:
+    """Training data in LLaVA format."""
+
+    train_file: str | None = None
+    image_folder: str | None = None
+    template: str = "plain"
+    max_length: int = 2048
+    on_bad_sample: Literal["error", "skip"] = "error"
+    allow_multi_image: bool = False
+    group_by_modality_length: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class TrainSection:
+    """The LLaVA-1.5 recipe (stage 1 defaults); stage 2 overrides lr, batch size and template."""
+
+    stage: Literal[1, 2] = 1
+    # Stage 2 starts from a stage-1 checkpoint named by path (never parsed from a directory name).
+    stage1_checkpoint: str | None = None
+    output_dir: str = "runs/default"
+    seed: int = 42
+    epochs: float = 1.0
+    max_steps: int | None = None
+    global_batch_size: int = 256
+    per_device_batch_size: int = 16
+    lr: float = 1e-3
+    projector_lr: float | None = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    lr_schedule: Literal["cosine", "constant", "linear"] = "cosine"
+    max_grad_norm: float = 1.0
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    gradient_checkpointing: bool = False
+    train_vision: bool = False
+    log_every: int = 1
+    save_every: int = 500
+    keep_last: int = 2
+    on_nonfinite: Literal["error", "skip"] = "error"
+    quiet: bool = False
+
+
+@dataclass
+class EvalSection:
+    """Benchmark evaluation with greedy decoding."""
+
+    benchmark: str | None = None
+    data: str | None = None
+    images: str | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 128
+    template: str = "vicuna_v1"
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    vision: VisionSection = field(default_factory=VisionSection)
+    projector: ProjectorSection = field(default_factory=ProjectorSection)
+    llm: LLMSection = field(default_factory=LLMSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON friendly)."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Cross-field checks (the projector options against the projector's own config class)."""
+        from deco.projectors import make_projector_config
+
+        make_projector_config(self.projector.name, self.projector.options)
+
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against annotation `tp`; returns the value (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{source}: '{key}' = {value!r} does not match {_type_name(tp)}")
+    if origin is Literal:
+        if value in args and type(value) is type(next(a for a in args if a == value)):
+            return value
+        raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return _from_dict(tp, value, source, prefix=f"{key}.")
+    if origin in (dict,):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        return list(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - annotation we do not use
+        raise ConfigError(f"{source}: '{key}' has unsupported type {_type_name(tp)}")
+    raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; valid keys under "
+            f"'{prefix.rstrip('.') or 'top level'}': {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
+    defaults = cls()  # type: ignore[call-arg]
+    for k, v in kwargs.items():
+        setattr(defaults, k, v)
+    return defaults
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.lr=1e-3' -> (['train', 'lr'], 0.001). Values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override '{text}' has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
+    # YAML reads 1e-3 as a string (it wants 1.0e-3); numbers written either way are numbers here.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    return parts, value
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {parts[-1]: value}
+    for p in reversed(parts[:-1]):
+        out = {p: out}
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build and validate a Config from a nested dict."""
+    config = _from_dict(Config, data, source)
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (optional `base:` key naming a parent file), then apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_with_base(Path(path), seen=set())
+    source = str(path) if path is not None else "<defaults>"
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        data = _deep_merge(data, _nest(parts, value))
+        source = f"{source} + overrides"
+    return config_from_dict(data, source)
+
+
+def _read_with_base(path: Path, seen: set[Path]) -> dict[str, Any]:
+    resolved = path.resolve()
+    if resolved in seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+    seen.add(resolved)
+    data = read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a path string, got {base!r}")
+    parent = _read_with_base((path.parent / base), seen)
+    return _deep_merge(parent, data)
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (every run directory gets one)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

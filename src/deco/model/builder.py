@@ -1,0 +1,157 @@
+"""Build a DecoModel from a Config; save and load our own models (safetensors + JSON, no pickle)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from deco.config import Config, LLMSection, ModelSection, ProjectorSection, VisionSection, _from_dict
+from deco.errors import ConfigError
+from deco.model.llm import DTYPES, fit_embeddings, load_llm, resolve_tokenizer
+from deco.model.multimodal import DecoModel
+from deco.model.tokenizer import ensure_image_token
+from deco.model.vision import VisionTower, load_vision_tower
+from deco.projectors import build_projector
+
+MODEL_FORMAT = "deco-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "deco_model.json"
+PROJECTOR_FILE = "projector.safetensors"
+
+
+def build_model(config: Config, vision_tower: VisionTower | None = None) -> DecoModel:
+    """Vision tower, projector and LLM as the config says (or a saved model via model.load_from).
+
+    `vision_tower` lets callers pass an encoder built in-process (the demo's) instead of HF's.
+    """
+    if config.model.load_from:
+        return load_model(config.model.load_from)
+    dtype = DTYPES[config.model.dtype]
+    if vision_tower is None:
+        v = config.vision
+        vision_tower = load_vision_tower(
+            v.pretrained, v.arch, v.hf_config, v.feature_layer, dtype, config.model.allow_pickle
+        )
+    llm = load_llm(
+        config.llm.pretrained,
+        config.llm.arch,
+        config.llm.hf_config,
+        dtype,
+        config.llm.attn_implementation,
+        config.model.allow_pickle,
+    )
+    tokenizer = resolve_tokenizer(config.llm.tokenizer, config.llm.pretrained)
+    image_token_id = ensure_image_token(tokenizer)
+    fit_embeddings(llm, tokenizer)
+    projector = build_projector(
+        config.projector.name, vision_tower.hidden_size, llm.get_input_embeddings().embedding_dim,
+        config.projector.options,
+    ).to(dtype)
+    if config.vision.freeze:
+        vision_tower.requires_grad_(False)
+    return DecoModel(
+        vision_tower, projector, llm, tokenizer, image_token_id, config.vision.pad_to_square,
+        config=_model_sections(config),
+    )
+
+
+def _model_sections(config: Config) -> dict[str, Any]:
+    return {name: dataclasses.asdict(getattr(config, name)) for name in ("model", "vision", "projector", "llm")}
+
+
+def save_model(model: DecoModel, directory: str | Path) -> Path:
+    """Write vision/ and llm/ (HF save_pretrained), projector.safetensors and deco_model.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not hasattr(model.vision_tower, "save"):
+        raise ConfigError(f"vision tower {type(model.vision_tower).__name__} cannot be saved (no save method)")
+    model.vision_tower.save(directory / "vision")
+    model.llm.save_pretrained(str(directory / "llm"))
+    model.tokenizer.save_pretrained(str(directory / "llm"))
+    save_file(_contiguous(model.projector.state_dict()), str(directory / PROJECTOR_FILE))
+    meta = {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sections": model.config,
+        "vision_tower_class": type(model.vision_tower).__name__,
+        "geometry": model.vision_tower.geometry(),
+        "num_image_tokens": model.num_image_tokens,
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return directory
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage; clone makes each tensor its own.
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def read_model_meta(directory: str | Path) -> dict[str, Any]:
+    """The deco_model.json of a saved model, with a clear error when the folder is not one."""
+    file = Path(directory) / CONFIG_FILE
+    if not file.is_file():
+        raise ConfigError(f"'{directory}' is not a saved deco model: {CONFIG_FILE} is missing")
+    meta = json.loads(file.read_text(encoding="utf-8"))
+    if meta.get("format") != MODEL_FORMAT:
+        raise ConfigError(f"{file}: format is {meta.get('format')!r}, expected {MODEL_FORMAT!r}")
+    return meta
+
+
+def load_model(directory: str | Path, vision_tower: VisionTower | None = None) -> DecoModel:
+    """Load a model written by save_model; the round trip is exact."""
+    directory = Path(directory)
+    meta = read_model_meta(directory)
+    sections = meta["sections"]
+    source = str(directory / CONFIG_FILE)
+    config = Config(
+        model=_from_dict(ModelSection, sections["model"], source, "model."),
+        vision=_from_dict(VisionSection, sections["vision"], source, "vision."),
+        projector=_from_dict(ProjectorSection, sections["projector"], source, "projector."),
+        llm=_from_dict(LLMSection, sections["llm"], source, "llm."),
+    )
+    config.model.load_from = None
+    if vision_tower is None:
+        if meta.get("vision_tower_class") != "HFVisionTower":
+            raise ConfigError(
+                f"{source}: the vision tower is a {meta.get('vision_tower_class')} built in-process; "
+                "pass it to load_model(vision_tower=...)"
+            )
+        config.vision.pretrained = str(directory / "vision")
+    config.llm.pretrained = str(directory / "llm")
+    config.llm.tokenizer = str(directory / "llm")
+    model = build_model(config, vision_tower)
+    load_projector_weights(model.projector, directory / PROJECTOR_FILE)
+    return model
+
+
+def load_projector_weights(projector: nn.Module, path: str | Path) -> None:
+    """Load projector weights from safetensors, naming missing, unexpected and mis-shaped tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"projector weights not found: {path}")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ConfigError(f"{path}: not a readable safetensors file ({exc})") from None
+    own = projector.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}")
+        if wrong:
+            parts.append(f"shape mismatch {wrong[:5]}")
+        name = getattr(projector, "name", type(projector).__name__)
+        raise ConfigError(f"{path} does not fit projector '{name}': " + "; ".join(parts))
+    projector.load_state_dict(state, strict=True)

@@ -1,0 +1,84 @@
+"""Causal LMs: any HF decoder by id/path, or Llama/Qwen2 built from a config; their tokenizers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from deco.errors import ConfigError
+from deco.model.tokenizer import build_byte_tokenizer, ensure_image_token, ensure_pad_token, load_tokenizer
+
+_ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+_BUILTIN_TOKENIZERS = {"byte-llama": "llama", "byte-qwen": "qwen"}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_llm(
+    pretrained: str | None,
+    arch: str = "llama",
+    hf_config: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    allow_pickle: bool = False,
+) -> PreTrainedModel:
+    """Load an HF causal LM by id/path, or build `arch` from `hf_config` with random weights."""
+    if pretrained is None:
+        if arch not in _ARCHS:
+            raise ConfigError(f"llm.arch '{arch}' is not supported; valid: {', '.join(_ARCHS)}")
+        config_cls, model_cls = _ARCHS[arch]
+        try:
+            config = config_cls(**(hf_config or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"llm.hf_config is invalid for {arch}: {exc}") from None
+        config._attn_implementation = attn_implementation
+        return model_cls(config).to(dtype)
+    try:
+        config = AutoConfig.from_pretrained(pretrained)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load an LLM config from '{pretrained}': {exc}") from None
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            pretrained,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            use_safetensors=None if allow_pickle else True,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"'{pretrained}' ({config.model_type}) is not a causal LM deco can load: {exc}") from None
+    except OSError as exc:
+        hint = "" if allow_pickle else " (pickle-only weights are refused; set model.allow_pickle=true for trusted files)"
+        raise ConfigError(f"cannot load LLM weights from '{pretrained}': {exc}{hint}") from None
+
+
+def resolve_tokenizer(spec: str | None, pretrained: str | None) -> PreTrainedTokenizerBase:
+    """Tokenizer from `spec` (HF id/path or a built-in byte tokenizer name), else the LLM's own."""
+    name = spec or pretrained
+    if name is None:
+        raise ConfigError(
+            "llm.tokenizer is not set and the LLM is built from a config: name a tokenizer path "
+            f"or one of the built-in tokenizers {', '.join(_BUILTIN_TOKENIZERS)}"
+        )
+    if name in _BUILTIN_TOKENIZERS:
+        tokenizer = build_byte_tokenizer(_BUILTIN_TOKENIZERS[name])
+        ensure_pad_token(tokenizer)
+        ensure_image_token(tokenizer)
+        return tokenizer
+    return load_tokenizer(name)
+
+
+def fit_embeddings(llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Grow the LM's vocabulary when the tokenizer gained tokens (e.g. `<image>`)."""
+    if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
+        llm.resize_token_embeddings(len(tokenizer))

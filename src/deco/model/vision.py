@@ -1,0 +1,175 @@
+"""Vision towers: any encoder that declares its geometry, HF CLIP/SigLIP or one built in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    PreTrainedModel,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+)
+
+from deco.errors import ConfigError
+from deco.model.processor import ImageTransform
+from deco.projectors.base import Grid
+
+# CLIP's and SigLIP's published normalisation constants (their preprocessor_config.json files).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+# arch -> (config class, model class, prefix tokens, mean, std, centre-crop)
+_ARCHS: dict[str, tuple[type, type, int, tuple, tuple, bool]] = {
+    "clip": (CLIPVisionConfig, CLIPVisionModel, 1, CLIP_MEAN, CLIP_STD, True),
+    "siglip": (SiglipVisionConfig, SiglipVisionModel, 0, SIGLIP_MEAN, SIGLIP_STD, False),
+}
+_MODEL_TYPES = {"clip": "clip", "clip_vision_model": "clip", "siglip": "siglip", "siglip_vision_model": "siglip"}
+
+
+class VisionTower(nn.Module):
+    """Interface every encoder implements: pixels [B, 3, S, S] -> patch features [B, N, Dv].
+
+    Geometry is declared, never guessed downstream: `hidden_size` (Dv), `image_size`,
+    `patch_size`, `grid` (h, w), `num_prefix_tokens` (CLS/register tokens that are dropped),
+    `feature_layer` (which hidden state is taken), and the image `transform`.
+    """
+
+    hidden_size: int
+    image_size: int
+    patch_size: int
+    num_prefix_tokens: int
+    feature_layer: int
+
+    @property
+    def grid(self) -> Grid:
+        """Patch grid (h, w) for the tower's image size."""
+        side = self.image_size // self.patch_size
+        return (side, side)
+
+    @property
+    def num_patches(self) -> int:
+        """N = h * w patch tokens after prefix tokens are dropped."""
+        return self.grid[0] * self.grid[1]
+
+    def transform(self, pad_to_square: bool = True) -> ImageTransform:
+        """The preprocessing that matches this encoder."""
+        raise NotImplementedError
+
+    def geometry(self) -> dict[str, Any]:
+        """Geometry as a dict (logged and saved with models)."""
+        return {
+            "hidden_size": self.hidden_size,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "grid": list(self.grid),
+            "num_prefix_tokens": self.num_prefix_tokens,
+            "feature_layer": self.feature_layer,
+        }
+
+
+class HFVisionTower(VisionTower):
+    """Wraps an HF CLIP or SigLIP vision model; takes hidden_states[feature_layer], drops prefix tokens."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        arch: str,
+        feature_layer: int = -2,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if arch not in _ARCHS:
+            raise ConfigError(f"vision.arch '{arch}' is not supported; valid: {', '.join(_ARCHS)}")
+        self.model = model
+        self.arch = arch
+        cfg = model.config
+        self.hidden_size = cfg.hidden_size
+        self.image_size = cfg.image_size
+        self.patch_size = cfg.patch_size
+        _, _, self.num_prefix_tokens, default_mean, default_std, self._crop = _ARCHS[arch]
+        self.mean = tuple(mean or default_mean)
+        self.std = tuple(std or default_std)
+        # hidden_states has num_hidden_layers + 1 entries (the embeddings first).
+        n_states = cfg.num_hidden_layers + 1
+        if not -n_states <= feature_layer < n_states:
+            raise ConfigError(
+                f"vision.feature_layer={feature_layer} is out of range for an encoder with "
+                f"{cfg.num_hidden_layers} layers (valid: {-n_states}..{n_states - 1})"
+            )
+        self.feature_layer = feature_layer
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"vision image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+
+    def transform(self, pad_to_square: bool = True) -> ImageTransform:
+        return ImageTransform(self.image_size, self.mean, self.std, crop=self._crop, pad_to_square=pad_to_square)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] -> [B, N, Dv] from the configured layer, CLS dropped only where there is one."""
+        dtype = next(self.model.parameters()).dtype
+        out = self.model(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
+        features = out.hidden_states[self.feature_layer]  # [B, prefix + N, Dv]
+        return features[:, self.num_prefix_tokens :]
+
+    def save(self, directory: str | Path) -> None:
+        """HF save_pretrained (safetensors) plus the normalisation constants."""
+        self.model.save_pretrained(str(directory))
+        Path(directory, "deco_vision.json").write_text(
+            json.dumps({"arch": self.arch, "mean": self.mean, "std": self.std}), encoding="utf-8"
+        )
+
+
+def _read_preprocessor(path: Path) -> tuple[tuple | None, tuple | None]:
+    """Mean/std from an HF preprocessor_config.json when the checkpoint ships one."""
+    for name in ("deco_vision.json", "preprocessor_config.json"):
+        file = path / name
+        if file.is_file():
+            data = json.loads(file.read_text(encoding="utf-8"))
+            mean, std = data.get("mean", data.get("image_mean")), data.get("std", data.get("image_std"))
+            if mean and std:
+                return tuple(mean), tuple(std)
+    return None, None
+
+
+def load_vision_tower(
+    pretrained: str | None,
+    arch: str = "clip",
+    hf_config: dict[str, Any] | None = None,
+    feature_layer: int = -2,
+    dtype: torch.dtype = torch.float32,
+    allow_pickle: bool = False,
+) -> HFVisionTower:
+    """Load an HF vision encoder by id/path (full CLIP/SigLIP checkpoints work too), or build one
+    from `arch` + `hf_config` with random weights (tests, experiments)."""
+    if pretrained is None:
+        if arch not in _ARCHS:
+            raise ConfigError(f"vision.arch '{arch}' is not supported; valid: {', '.join(_ARCHS)}")
+        config_cls, model_cls = _ARCHS[arch][:2]
+        try:
+            model = model_cls(config_cls(**(hf_config or {})))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"vision.hf_config is invalid for {arch}: {exc}") from None
+        return HFVisionTower(model.to(dtype), arch, feature_layer)
+    try:
+        config = AutoConfig.from_pretrained(pretrained)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load a vision encoder config from '{pretrained}': {exc}") from None
+    found = _MODEL_TYPES.get(config.model_type)
+    if found is None:
+        raise ConfigError(
+            f"'{pretrained}' is a '{config.model_type}' checkpoint; deco's vision towers load "
+            f"{', '.join(sorted(_MODEL_TYPES))}"
+        )
+    model_cls = _ARCHS[found][1]
+    model = model_cls.from_pretrained(pretrained, dtype=dtype, use_safetensors=None if allow_pickle else True)
+    mean, std = _read_preprocessor(Path(pretrained)) if Path(pretrained).is_dir() else (None, None)
+    return HFVisionTower(model, found, feature_layer, mean, std)
