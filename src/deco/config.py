@@ -296,18 +296,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _read_with_base(path: Path, seen: set[Path]) -> dict[str, Any]:
+    """Read a YAML file whose optional `base` (a path or list of paths, relative to the file)
+    names parent configs merged first, in order; the file's own keys win."""
     resolved = path.resolve()
     if resolved in seen:
         raise ConfigError(f"{path}: 'base' chain loops back to itself")
-    seen.add(resolved)
     data = read_yaml(path)
-    base = data.pop("base", None)
-    if base is None:
+    bases = data.pop("base", None)
+    if bases is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: 'base' must be a path string, got {base!r}")
-    parent = _read_with_base((path.parent / base), seen)
-    return _deep_merge(parent, data)
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: 'base' must be a path or a list of paths, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = _deep_merge(merged, _read_with_base(path.parent / base, seen | {resolved}))
+    return _deep_merge(merged, data)
 
 
 def dump_config(config: Config, path: str | Path) -> None:

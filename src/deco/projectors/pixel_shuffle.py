@@ -35,7 +35,9 @@ class PixelShuffleConfig(ProjectorConfig):
         require_positive("scale_factor", self.scale_factor)
         for name in ("layer_norm", "pad"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"projector option '{name}' must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"projector option '{name}' must be true or false, got {getattr(self, name)!r}"
+                )
 
 
 def space_to_depth(features: torch.Tensor, grid: Grid, scale: int) -> torch.Tensor:

@@ -46,7 +46,8 @@ class TokenPackerConfig(ProjectorConfig):
     levels: int = 4
 
     def validate(self) -> None:
-        for name in ("scale_factor", "num_heads", "levels") + (("embed_dim",) if self.embed_dim is not None else ()):
+        names = ["scale_factor", "num_heads", "levels"] + ([] if self.embed_dim is None else ["embed_dim"])
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"projector option '{name}' must be an int, got {value!r}")
@@ -161,7 +162,8 @@ class TokenPackerProjector(Projector):
         d = self.embed_dim // heads
         index = self.region_index(grid, features.device)  # [M, s*s]
         q = self.attn_q(query).reshape(b, m, heads, d).transpose(1, 2)  # [B, H, M, d]
-        k = self.attn_k(key)[:, index].reshape(b, m, s * s, heads, d).permute(0, 3, 1, 2, 4)  # [B, H, M, s*s, d]
+        # Gather each query's s*s keys: a permutation of the N patches, nothing is duplicated.
+        k = self.attn_k(key)[:, index].reshape(b, m, s * s, heads, d).permute(0, 3, 1, 2, 4)  # [B,H,M,s*s,d]
         v = self.attn_v(value)[:, index].reshape(b, m, s * s, heads, d).permute(0, 3, 1, 2, 4)
         scores = torch.einsum("bhmd,bhmkd->bhmk", q, k) / math.sqrt(d)  # [B, H, M, s*s]
         probs = self.probe(scores.softmax(dim=-1))

@@ -1,0 +1,96 @@
+"""`deco <command>`: a thin layer over the library. Errors from bad input print one clear line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deco.errors import DecoError
+
+app = typer.Typer(
+    name="deco",
+    help="Build, train, evaluate and analyse multimodal LLMs with pooled visual tokens (DeCo).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.command("projectors")
+def projectors_command(
+    dv: Annotated[int, typer.Option(help="Vision feature width Dv.")] = 1024,
+    dl: Annotated[int, typer.Option(help="LLM width Dl.")] = 4096,
+    grid: Annotated[str, typer.Option(help="Input patch grid HxW.")] = "24x24",
+    tokens: Annotated[
+        int | None, typer.Option(help="Output tokens for compressing projectors (a square, e.g. 144).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every projector with its output tokens and parameter count at the given sizes."""
+    from deco.projectors.catalog import projector_catalog
+
+    rows = projector_catalog(dv, dl, grid, tokens)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Projectors at Dv={dv}, Dl={dl}, grid {grid}" + (f", {tokens} tokens" if tokens else ""))
+    for col, justify in (("name", "left"), ("tokens", "right"), ("params", "right"), ("description", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(row["name"], str(row["tokens"]), f"{row['params']:,}", row["description"])
+    console.print(table)
+
+
+@app.command("config")
+def config_command(
+    config: Annotated[Path | None, typer.Argument(help="YAML config file (defaults if omitted).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. train.lr=1e-3.")] = None,
+) -> None:
+    """Print the resolved config (file + overrides) as YAML, after validating it."""
+    import yaml
+
+    from deco.config import load_config
+
+    resolved = load_config(config, overrides or [])
+    typer.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
+
+
+@app.command("info")
+def info_command(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides.")] = None,
+) -> None:
+    """Build the model a config describes and print its geometry and parameters per component."""
+    from deco.config import load_config
+    from deco.model import build_model
+
+    model = build_model(load_config(config, overrides or []))
+    table = Table(title="Model")
+    table.add_column("component")
+    table.add_column("parameters", justify="right")
+    table.add_column("trainable", justify="right")
+    for name, (total, trainable) in model.component_parameters().items():
+        table.add_row(name, f"{total:,}", f"{trainable:,}")
+    console.print(table)
+    console.print(f"vision geometry: {model.vision_tower.geometry()}")
+    console.print(f"projector: {model.projector.name} -> {model.num_image_tokens} visual tokens per image")
+
+
+def main() -> None:
+    """Entry point: run the app, turning deco's input errors into a message and exit code 2."""
+    try:
+        app()
+    except DecoError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
