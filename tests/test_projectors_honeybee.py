@@ -182,21 +182,33 @@ def test_decoder_layer_matches_hf_deformable_detr_layer() -> None:
 
     torch.manual_seed(0)
     d, heads, points, ffn, shape = 32, 4, 4, 48, (5, 7)
-    cfg = DeformableDetrConfig(d_model=d, decoder_attention_heads=heads, decoder_n_points=points,
-                               decoder_ffn_dim=ffn, num_feature_levels=1, dropout=0.0)
+    cfg = DeformableDetrConfig(
+        d_model=d,
+        decoder_attention_heads=heads,
+        decoder_n_points=points,
+        decoder_ffn_dim=ffn,
+        num_feature_levels=1,
+        dropout=0.0,
+    )
     cfg._attn_implementation = "eager"
     hf = DeformableDetrDecoderLayer(cfg).eval()
     mine = DeformableDecoderLayer(d, heads, points, ffn, 0.0).eval()
     for p in mine.parameters():
         torch.nn.init.normal_(p, std=0.2)
-    rename = {"self_attn.out_proj": "self_attn.o_proj", "self_attn_norm": "self_attn_layer_norm",
-              "cross_attn_norm": "encoder_attn_layer_norm", "cross_attn": "encoder_attn",
-              "ffn.0": "mlp.fc1", "ffn.2": "mlp.fc2", "ffn_norm": "final_layer_norm"}
+    rename = {
+        "self_attn.out_proj": "self_attn.o_proj",
+        "self_attn_norm": "self_attn_layer_norm",
+        "cross_attn_norm": "encoder_attn_layer_norm",
+        "cross_attn": "encoder_attn",
+        "ffn.0": "mlp.fc1",
+        "ffn.2": "mlp.fc2",
+        "ffn_norm": "final_layer_norm",
+    }
     state = {}
     for k, v in mine.state_dict().items():
         for old, new in rename.items():
             if k.startswith(old + "."):
-                k = new + k[len(old):]
+                k = new + k[len(old) :]
                 break
         state[k] = v
     hf.load_state_dict(state)
@@ -204,9 +216,15 @@ def test_decoder_layer_matches_hf_deformable_detr_layer() -> None:
     value = torch.randn(2, shape[0] * shape[1], d)
     ref = torch.rand(2, 6, 1, 2)
     with torch.no_grad():
-        expected = hf(x, object_queries_position_embeddings=pos, reference_points=ref,
-                      spatial_shapes=torch.tensor([shape]), spatial_shapes_list=[shape],
-                      level_start_index=torch.tensor([0]), encoder_hidden_states=value)
+        expected = hf(
+            x,
+            object_queries_position_embeddings=pos,
+            reference_points=ref,
+            spatial_shapes=torch.tensor([shape]),
+            spatial_shapes_list=[shape],
+            level_start_index=torch.tensor([0]),
+            encoder_hidden_states=value,
+        )
         got = mine(x, pos, ref, value, shape)
     expected = expected[0] if isinstance(expected, tuple) else expected
     assert torch.allclose(got, expected, atol=1e-5)

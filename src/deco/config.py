@@ -6,6 +6,7 @@ Unknown keys and wrong types are ConfigErrors that name the key and where it cam
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -158,14 +159,14 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: report X's own error
+            return _coerce(value, options[0], key, source)
+        for arg in options:
             try:
                 return _coerce(value, arg, key, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{source}: '{key}' = {value!r} does not match {_type_name(tp)}")
     if origin is Literal:
         if value in args and type(value) is type(next(a for a in args if a == value)):
@@ -240,10 +241,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
     # YAML reads 1e-3 as a string (it wants 1.0e-3); numbers written either way are numbers here.
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            pass
     return parts, value
 
 
@@ -290,6 +289,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = str(path) if path is not None else "<defaults>"
     for text in overrides or []:
         parts, value = parse_override(text)
+        old_name = data.get("projector", {}).get("name", ProjectorSection.name)
+        if parts == ["projector", "name"] and value != old_name:
+            # Options belong to one projector; switching projectors starts from the new one's defaults.
+            data = _deep_merge(data, {"projector": {"options": None}})
+            data["projector"]["options"] = {}
         data = _deep_merge(data, _nest(parts, value))
         source = f"{source} + overrides"
     return config_from_dict(data, source)

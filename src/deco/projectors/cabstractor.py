@@ -162,7 +162,9 @@ class CAbstractor(Projector):
     """Convolutional abstractor: local context by RegNet blocks around an adaptive pooling."""
 
     config_class = CAbstractorConfig
-    description = "Honeybee C-Abstractor: pos-emb, RegNet stage, adaptive pool to s x s, RegNet stage, SiLU MLP"
+    description = (
+        "Honeybee C-Abstractor: pos-emb, RegNet stage, adaptive pool to s x s, RegNet stage, SiLU MLP"
+    )
 
     def __init__(self, config: CAbstractorConfig, vision_width: int, llm_width: int) -> None:
         super().__init__(config, vision_width, llm_width)

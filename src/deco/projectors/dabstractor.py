@@ -135,12 +135,16 @@ class DAbstractor(Projector):
         m = self.out_grid[0] * self.out_grid[1]
         self.input_proj = nn.Linear(vision_width, width) if width != vision_width else nn.Identity()
         self.layers = nn.ModuleList(
-            DeformableDecoderLayer(width, config.num_heads, config.num_points, config.ffn_width, config.dropout)
+            DeformableDecoderLayer(
+                width, config.num_heads, config.num_points, config.ffn_width, config.dropout
+            )
             for _ in range(config.num_layers)
         )
         self.query_embed = nn.Parameter(torch.zeros(m, width))  # query content
         self.reference_points = nn.Parameter(grid_reference_points(self.out_grid, self.pos_grid))
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.num_input_tokens, width)) if config.pos_emb else None
+        self.pos_emb = (
+            nn.Parameter(torch.zeros(1, config.num_input_tokens, width)) if config.pos_emb else None
+        )
         self.output_proj = nn.Linear(width, llm_width) if width != llm_width else nn.Identity()
         # Honeybee's _init_weights (N(0, 0.02), zero bias, unit LN), then Deformable-DETR's own init
         # for the deformable attention (radial offsets, zero attention logits, xavier projections).

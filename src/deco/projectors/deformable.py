@@ -63,7 +63,9 @@ def deformable_sample(
     return out.transpose(1, 2).contiguous()  # [B, Q, H*Dh]
 
 
-def patch_attention(weights: torch.Tensor, locations: torch.Tensor, shapes: Sequence[Shape2d]) -> torch.Tensor:
+def patch_attention(
+    weights: torch.Tensor, locations: torch.Tensor, shapes: Sequence[Shape2d]
+) -> torch.Tensor:
     """Effective attention over patches, [B, H, Q, S], from sampling weights [B, H, Q, L*P] and
     locations [B, H, Q, L*P, 2] (levels major, points minor, as the probes show them).
 

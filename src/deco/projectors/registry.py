@@ -74,8 +74,5 @@ def build_projector(
 ) -> Projector:
     """Instantiate projector `name` for the given widths with config options (dict or dataclass)."""
     cls = get_projector_class(name)
-    if isinstance(options, ProjectorConfig):
-        config = options
-    else:
-        config = make_projector_config(name, options)
+    config = options if isinstance(options, ProjectorConfig) else make_projector_config(name, options)
     return cls(config, vision_width, llm_width)
