@@ -52,7 +52,8 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     projector = build_projector(
         config.projector.name, vision_tower.hidden_size, llm.get_input_embeddings().embedding_dim,
         config.projector.options,
-    ).to(dtype)
+    )
+    projector.to(torch.float32 if projector.keeps_fp32 else dtype)
     if config.vision.freeze:
         vision_tower.requires_grad_(False)
     return DecoModel(

@@ -66,6 +66,8 @@ class Projector(nn.Module):
     config_class: ClassVar[type[ProjectorConfig]] = ProjectorConfig
     description: ClassVar[str] = ""
     name: ClassVar[str] = ""
+    # Projectors that are numerically fragile in half precision (Honeybee's D-Abstractor) stay fp32.
+    keeps_fp32: ClassVar[bool] = False
 
     def __init__(self, config: ProjectorConfig, vision_width: int, llm_width: int) -> None:
         super().__init__()

@@ -122,6 +122,8 @@ class DAbstractorConfig(ProjectorConfig):
 class DAbstractor(Projector):
     """Deformable-attention abstractor: M queries each sample a few learned points near their cell."""
 
+    keeps_fp32 = True
+
     config_class = DAbstractorConfig
     description = "Honeybee D-Abstractor: 6-layer Deformable-DETR decoder, pooled-feature query positions"
 
