@@ -83,6 +83,31 @@ def info_command(
     console.print(f"projector: {model.projector.name} -> {model.num_image_tokens} visual tokens per image")
 
 
+# Feature packages add their own commands: each module defines `register(app: typer.Typer)` and
+# keeps heavy imports inside the command functions so `deco --help` stays fast.
+_COMMAND_MODULES = (
+    "deco.train.cli",
+    "deco.demo.cli",
+    "deco.eval.cli",
+    "deco.analysis.cli",
+    "deco.bench.cli",
+    "deco.interop.cli",
+)
+
+
+def _register_feature_commands() -> None:
+    import importlib
+    import importlib.util
+
+    for name in _COMMAND_MODULES:
+        package = name.rsplit(".", 1)[0]
+        if importlib.util.find_spec(package) is not None and importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(app)
+
+
+_register_feature_commands()
+
+
 def main() -> None:
     """Entry point: run the app, turning deco's input errors into a message and exit code 2."""
     try:

@@ -1,0 +1,203 @@
+"""LLaVA-format conversations as a map-style dataset: text tokenized up front, images loaded lazily.
+
+Skipping in a map-style dataset: every sample's text is rendered, tokenized, expanded and truncated
+when the dataset is built (text is cheap: two batched tokenizer calls per 1024 samples), so the bad
+ones are known before training starts. They are dropped from the index (or raise, with
+`on_bad_sample="error"`), `len(dataset)` counts only good samples, and every rank of a distributed
+run sees the same index. Images are the expensive part and stay lazy: a missing or corrupt image
+file found while loading always raises (naming the file and sample), because a map-style dataset
+cannot drop a sample once the sampler has picked it; `check_images=True` finds missing files up front
+instead, where they can be skipped.
+
+Token ids are kept in one flat int32 array (not Python lists) so that forked DataLoader workers share
+them instead of copying: 665K LLaVA samples would otherwise cost gigabytes per worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deco.data.encoding import IGNORE_INDEX, ConversationEncoder, Encoded
+from deco.data.images import DEFAULT_MAX_PIXELS, load_image
+from deco.data.records import Record, find_missing_images, load_records, resolve_image
+from deco.data.templates import Template, get_template
+from deco.errors import ConfigError, DataError
+from deco.model.processor import Processor
+
+log = logging.getLogger(__name__)
+
+SKIP_REASONS = ("tokenization_mismatch", "empty_loss", "image_truncated", "bad_for_template", "missing_image")
+_CHUNK = 1024
+
+
+class ConversationDataset(Dataset):
+    """Samples as dicts: `input_ids` [T], `labels` [T], `pixel_values` [n_images, 3, H, W] or None, `sample_id`."""
+
+    def __init__(
+        self,
+        records: Sequence[Record] | str | Path,
+        image_folder: str | Path | None,
+        processor: Processor,
+        template: str | Template,
+        max_length: int,
+        on_bad_sample: str = "error",
+        check_images: bool = False,
+        allow_multi_image: bool = False,
+        system: str | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if on_bad_sample not in ("error", "skip"):
+            raise ConfigError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
+            raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
+        if processor.tokenizer.pad_token_id is None:
+            raise ConfigError("the tokenizer has no pad token; call deco.model.tokenizer.ensure_pad_token on it")
+        if isinstance(records, (str, Path)):
+            records = load_records(records, allow_multi_image=allow_multi_image)
+        if not records:
+            raise DataError("empty dataset (no records)")
+        self.processor = processor
+        self.template = get_template(template)
+        self.image_folder = None if image_folder is None else Path(image_folder)
+        self.max_length = max_length
+        self.on_bad_sample = on_bad_sample
+        self.max_pixels = max_pixels
+        self.skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+        self.skipped_ids: dict[str, list[str]] = {r: [] for r in SKIP_REASONS}
+        self._build(records, ConversationEncoder(processor.tokenizer, self.template), system, check_images)
+
+    # ---- building the index -------------------------------------------------------------------
+
+    def _build(self, records: Sequence[Record], encoder: ConversationEncoder, system: str | None, check: bool) -> None:
+        missing = {id(rec): path for rec, path in find_missing_images(records, self.image_folder)} if check else {}
+        ids_parts: list[np.ndarray] = []
+        mask_parts: list[np.ndarray] = []
+        self.sample_ids: list[str] = []
+        self._sources: list[str] = []
+        self._images: list[tuple[str, ...]] = []
+        self.lengths: list[int] = []
+        for start in range(0, len(records), _CHUNK):
+            chunk = records[start : start + _CHUNK]
+            rendered, todo = [], []
+            for rec in chunk:
+                if id(rec) in missing:
+                    self._bad(rec, "missing_image", f"image file not found: {missing[id(rec)]}")
+                    continue
+                try:
+                    rendered.append(self.template.segments(rec.turns, system))
+                    todo.append(rec)
+                except DataError as exc:
+                    self._bad(rec, "bad_for_template", f"template '{self.template.name}': {exc}")
+            for rec, enc in zip(todo, encoder.encode_many(rendered), strict=True):
+                if isinstance(enc, DataError):
+                    self._bad(rec, "tokenization_mismatch", str(enc))
+                    continue
+                kept = self._fit(rec, enc)
+                if kept is not None:
+                    ids, mask, length = kept
+                    ids_parts.append(ids)
+                    mask_parts.append(mask)
+                    self.sample_ids.append(rec.id)
+                    self._sources.append(rec.source)
+                    self._images.append(rec.images)
+                    self.lengths.append(length)
+        if not self.sample_ids:
+            raise DataError(f"empty dataset: all {len(records)} samples were skipped ({self._skip_summary()})")
+        self._offsets = np.cumsum([0] + [len(p) for p in ids_parts])
+        self._ids = np.concatenate(ids_parts).astype(np.int32)  # unexpanded: one id per <image>
+        self._mask = np.concatenate(mask_parts)
+
+    def _fit(self, rec: Record, enc: Encoded) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Check image ids and truncation; return (ids, loss mask, final length) or None if skipped."""
+        ids = np.asarray(enc.input_ids, dtype=np.int64)
+        mask = np.asarray(enc.labels, dtype=np.int64) != IGNORE_INDEX
+        is_image = ids == self.processor.image_token_id
+        if int(is_image.sum()) != len(rec.images):
+            raise DataError(
+                f"{rec.where()}: the tokenizer turned {len(rec.images)} <image> marker(s) into "
+                f"{int(is_image.sum())} image token(s); is <image> a special token of this tokenizer?"
+            )
+        extra = self.processor.num_image_tokens - 1
+        # Where each unexpanded position lands once every <image> becomes M placeholders.
+        before = np.cumsum(is_image) - is_image
+        expanded_pos = np.arange(len(ids)) + before * extra
+        length = len(ids) + int(is_image.sum()) * extra
+        if length > self.max_length:
+            block_ends = expanded_pos[is_image] + extra + 1
+            if (block_ends > self.max_length).any():
+                self._bad(
+                    rec, "image_truncated",
+                    f"max_length {self.max_length} would cut the image placeholder block (sample is "
+                    f"{length} tokens, an image block ends at {int(block_ends.max())})",
+                )
+                return None
+            length = self.max_length
+        # Position 0 predicts nothing (labels are shifted inside the model), so it never counts.
+        loss_tokens = int((mask & (expanded_pos < length) & (expanded_pos > 0)).sum())
+        if loss_tokens == 0:
+            why = f"after truncation to max_length {self.max_length}" if length == self.max_length else "in the text"
+            self._bad(rec, "empty_loss", f"no token carries loss {why} (no assistant answer left)")
+            return None
+        return ids, mask, length
+
+    def _bad(self, rec: Record, reason: str, message: str) -> None:
+        text = f"{rec.where()}: {message}"
+        if self.on_bad_sample == "error":
+            raise DataError(text + " (set on_bad_sample='skip' to skip such samples)")
+        self.skipped[reason] += 1
+        self.skipped_ids[reason].append(rec.id)
+        log.warning("skipping %s [%s]", text, reason)
+
+    def _skip_summary(self) -> str:
+        return ", ".join(f"{r}: {n}" for r, n in self.skipped.items() if n) or "none"
+
+    # ---- access -------------------------------------------------------------------------------
+
+    @property
+    def num_skipped(self) -> int:
+        """How many samples were dropped, all reasons together."""
+        return sum(self.skipped.values())
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        """Lengths, positive for samples with images and negative for text-only ones (as LLaVA)."""
+        return [n if imgs else -n for n, imgs in zip(self.lengths, self._images, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        lo, hi = self._offsets[index], self._offsets[index + 1]
+        ids, mask = self._ids[lo:hi].astype(np.int64), self._mask[lo:hi]
+        labels = np.where(mask, ids, IGNORE_INDEX)
+        m = self.processor.num_image_tokens
+        # Expand each <image> id to M placeholders (label -100), then cut at the length fixed at build time.
+        reps = np.where(ids == self.processor.image_token_id, m, 1)
+        length = self.lengths[index]
+        input_ids = torch.from_numpy(np.repeat(ids, reps)[:length])
+        labels_t = torch.from_numpy(np.repeat(labels, reps)[:length])
+        return {
+            "input_ids": input_ids,  # [T]
+            "labels": labels_t,  # [T]
+            "pixel_values": self._load_images(index),  # [n_images, 3, H, W] or None
+            "sample_id": self.sample_ids[index],
+        }
+
+    def _load_images(self, index: int) -> torch.Tensor | None:
+        paths = self._images[index]
+        if not paths:
+            return None
+        tensors = []
+        for rel in paths:
+            try:
+                image = load_image(resolve_image(self.image_folder, rel), max_pixels=self.max_pixels)
+            except DataError as exc:
+                raise DataError(f"{self._sources[index]}: sample '{self.sample_ids[index]}': {exc}") from None
+            tensors.append(self.processor.preprocess_image(image))
+        return torch.stack(tensors)  # [n_images, 3, H, W]
