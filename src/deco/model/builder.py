@@ -118,11 +118,7 @@ def load_model(directory: str | Path, vision_tower: VisionTower | None = None) -
     )
     config.model.load_from = None
     if vision_tower is None:
-        if meta.get("vision_tower_class") != "HFVisionTower":
-            raise ConfigError(
-                f"{source}: the vision tower is a {meta.get('vision_tower_class')} built in-process; "
-                "pass it to load_model(vision_tower=...)"
-            )
+        # HF towers and registered in-process towers (vision.CUSTOM_TOWERS) both load from vision/.
         config.vision.pretrained = str(directory / "vision")
     config.llm.pretrained = str(directory / "llm")
     config.llm.tokenizer = str(directory / "llm")

@@ -128,6 +128,26 @@ class HFVisionTower(VisionTower):
         )
 
 
+# Encoders built in-process (not HF models) that save themselves as safetensors + deco_vision.json
+# with an "arch" key; each class has `save(directory)` and a classmethod `load(directory, ...)`.
+CUSTOM_TOWERS: dict[str, str] = {
+    "tiny-vit": "deco.model.tiny_vit:TinyViTTower",
+}
+
+
+def _custom_tower_class(pretrained: str) -> type | None:
+    file = Path(pretrained) / "deco_vision.json"
+    if not file.is_file():
+        return None
+    arch = json.loads(file.read_text(encoding="utf-8")).get("arch")
+    if arch not in CUSTOM_TOWERS:
+        return None
+    import importlib
+
+    module_name, class_name = CUSTOM_TOWERS[arch].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def _read_preprocessor(path: Path) -> tuple[tuple | None, tuple | None]:
     """Mean/std from an HF preprocessor_config.json when the checkpoint ships one."""
     for name in ("deco_vision.json", "preprocessor_config.json"):
@@ -159,6 +179,9 @@ def load_vision_tower(
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"vision.hf_config is invalid for {arch}: {exc}") from None
         return HFVisionTower(model.to(dtype), arch, feature_layer)
+    custom = _custom_tower_class(pretrained)
+    if custom is not None:
+        return custom.load(pretrained, feature_layer=feature_layer, dtype=dtype)
     try:
         config = AutoConfig.from_pretrained(pretrained)
     except (OSError, ValueError) as exc:
