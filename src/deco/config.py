@@ -80,6 +80,21 @@ class DataSection:
 
 
 @dataclass
+class LoRASection:
+    """LoRA on the LLM in stage 2 (PEFT). Off unless enabled; rank/alpha as LLaVA-1.5's LoRA recipe."""
+
+    enabled: bool = False
+    rank: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    # QLoRA: load the LLM in 4 bit (needs bitsandbytes and a CUDA GPU).
+    quantize_4bit: bool = False
+
+
+@dataclass
 class TrainSection:
     """The LLaVA-1.5 recipe (stage 1 defaults); stage 2 overrides lr, batch size and template."""
 
@@ -105,6 +120,7 @@ class TrainSection:
     save_every: int = 500
     keep_last: int = 2
     on_nonfinite: Literal["error", "skip"] = "error"
+    lora: LoRASection = field(default_factory=LoRASection)
     quiet: bool = False
 
 

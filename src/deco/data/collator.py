@@ -30,9 +30,13 @@ class DataCollator:
         pad_to_multiple_of: int | None = None,
     ) -> None:
         if pad_token_id is None:
-            raise ConfigError("the tokenizer has no pad token; call deco.model.tokenizer.ensure_pad_token on it")
+            raise ConfigError(
+                "the tokenizer has no pad token; call deco.model.tokenizer.ensure_pad_token on it"
+            )
         if image_token_id is not None and pad_token_id == image_token_id:
-            raise ConfigError(f"the pad token id {pad_token_id} is the image token id; padding would read as image slots")
+            raise ConfigError(
+                f"the pad token id {pad_token_id} is the image token id; padding would read as image slots"
+            )
         self.pad_token_id = int(pad_token_id)
         self.image_token_id = image_token_id
         self.num_image_tokens = num_image_tokens
@@ -42,7 +46,10 @@ class DataCollator:
     def from_processor(cls, processor: Processor, pad_to_multiple_of: int | None = None) -> DataCollator:
         """A collator using the processor's pad token, image token and M."""
         return cls(
-            processor.tokenizer.pad_token_id, processor.image_token_id, processor.num_image_tokens, pad_to_multiple_of
+            processor.tokenizer.pad_token_id,
+            processor.image_token_id,
+            processor.num_image_tokens,
+            pad_to_multiple_of,
         )
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

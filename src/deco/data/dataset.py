@@ -57,7 +57,9 @@ class ConversationDataset(Dataset):
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
             raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
         if processor.tokenizer.pad_token_id is None:
-            raise ConfigError("the tokenizer has no pad token; call deco.model.tokenizer.ensure_pad_token on it")
+            raise ConfigError(
+                "the tokenizer has no pad token; call deco.model.tokenizer.ensure_pad_token on it"
+            )
         if isinstance(records, (str, Path)):
             records = load_records(records, allow_multi_image=allow_multi_image)
         if not records:
@@ -74,8 +76,12 @@ class ConversationDataset(Dataset):
 
     # ---- building the index -------------------------------------------------------------------
 
-    def _build(self, records: Sequence[Record], encoder: ConversationEncoder, system: str | None, check: bool) -> None:
-        missing = {id(rec): path for rec, path in find_missing_images(records, self.image_folder)} if check else {}
+    def _build(
+        self, records: Sequence[Record], encoder: ConversationEncoder, system: str | None, check: bool
+    ) -> None:
+        missing = (
+            {id(rec): path for rec, path in find_missing_images(records, self.image_folder)} if check else {}
+        )
         ids_parts: list[np.ndarray] = []
         mask_parts: list[np.ndarray] = []
         self.sample_ids: list[str] = []
@@ -108,7 +114,9 @@ class ConversationDataset(Dataset):
                     self._images.append(rec.images)
                     self.lengths.append(length)
         if not self.sample_ids:
-            raise DataError(f"empty dataset: all {len(records)} samples were skipped ({self._skip_summary()})")
+            raise DataError(
+                f"empty dataset: all {len(records)} samples were skipped ({self._skip_summary()})"
+            )
         self._offsets = np.cumsum([0] + [len(p) for p in ids_parts])
         self._ids = np.concatenate(ids_parts).astype(np.int32)  # unexpanded: one id per <image>
         self._mask = np.concatenate(mask_parts)
@@ -132,7 +140,8 @@ class ConversationDataset(Dataset):
             block_ends = expanded_pos[is_image] + extra + 1
             if (block_ends > self.max_length).any():
                 self._bad(
-                    rec, "image_truncated",
+                    rec,
+                    "image_truncated",
                     f"max_length {self.max_length} would cut the image placeholder block (sample is "
                     f"{length} tokens, an image block ends at {int(block_ends.max())})",
                 )
@@ -141,7 +150,11 @@ class ConversationDataset(Dataset):
         # Position 0 predicts nothing (labels are shifted inside the model), so it never counts.
         loss_tokens = int((mask & (expanded_pos < length) & (expanded_pos > 0)).sum())
         if loss_tokens == 0:
-            why = f"after truncation to max_length {self.max_length}" if length == self.max_length else "in the text"
+            why = (
+                f"after truncation to max_length {self.max_length}"
+                if length == self.max_length
+                else "in the text"
+            )
             self._bad(rec, "empty_loss", f"no token carries loss {why} (no assistant answer left)")
             return None
         return ids, mask, length

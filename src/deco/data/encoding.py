@@ -55,7 +55,9 @@ class ConversationEncoder:
                 log.warning(
                     "template '%s' ends answers with %r, which this tokenizer splits into %d tokens (it is "
                     "not one special token): generation will have to stop on the text, not a token id",
-                    template.name, template.end_of_turn, len(eot),
+                    template.name,
+                    template.end_of_turn,
+                    len(eot),
                 )
 
     def encode(self, segments: Sequence[Segment]) -> Encoded:
@@ -87,7 +89,9 @@ class ConversationEncoder:
             try:
                 out.append(self._by_offsets(segs, text))
             except TokenizationMismatch as exc:
-                out.append(TokenizationMismatch(f"{exc} ({_first_difference(self.tokenizer, ids, list(full))})"))
+                out.append(
+                    TokenizationMismatch(f"{exc} ({_first_difference(self.tokenizer, ids, list(full))})")
+                )
         return out
 
     def _by_offsets(self, segs: Sequence[Segment], text: str) -> Encoded:
@@ -134,7 +138,9 @@ def _special_wrapping(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], li
 
 
 def _first_difference(tokenizer: PreTrainedTokenizerBase, pieces: list[int], full: list[int]) -> str:
-    i = next((i for i, (a, b) in enumerate(zip(pieces, full, strict=False)) if a != b), min(len(pieces), len(full)))
+    i = next(
+        (i for i, (a, b) in enumerate(zip(pieces, full, strict=False)) if a != b), min(len(pieces), len(full))
+    )
     show = tokenizer.convert_ids_to_tokens
     return (
         f"pieces give {len(pieces)} ids, the whole text {len(full)}; first difference at id {i}: "

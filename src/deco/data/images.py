@@ -44,7 +44,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except DataError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DataError(f"image is too large to load safely (decompression-bomb guard): {path}: {exc}") from None
+        raise DataError(
+            f"image is too large to load safely (decompression-bomb guard): {path}: {exc}"
+        ) from None
     except Image.UnidentifiedImageError:
         raise DataError(f"not an image, or an image format PIL cannot read: {path}") from None
     except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error, ... on corrupt data
@@ -72,7 +74,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image
     if mode == "P":
         # A palette can carry transparency (a `transparency` entry or an RGBA palette).
-        has_alpha = "transparency" in image.info or (image.palette is not None and image.palette.mode == "RGBA")
+        has_alpha = "transparency" in image.info or (
+            image.palette is not None and image.palette.mode == "RGBA"
+        )
         return _composite(image.convert("RGBA")) if has_alpha else image.convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         return _composite(image.convert("RGBA"))

@@ -56,10 +56,15 @@ def load_records(path: str | Path, allow_multi_image: bool = False) -> list[Reco
     elif not first:
         raise DataError(f"{path}: empty dataset (the file is empty)")
     else:
-        raise DataError(f"{path}: expected a JSON list of records or JSONL (one object per line), got {first!r}")
+        raise DataError(
+            f"{path}: expected a JSON list of records or JSONL (one object per line), got {first!r}"
+        )
     if not located:
         raise DataError(f"{path}: empty dataset (no records)")
-    return [validate_record(obj, source, allow_multi_image, f"{path.name}#{i}") for i, (obj, source) in enumerate(located)]
+    return [
+        validate_record(obj, source, allow_multi_image, f"{path.name}#{i}")
+        for i, (obj, source) in enumerate(located)
+    ]
 
 
 def records_from_dicts(
@@ -67,7 +72,8 @@ def records_from_dicts(
 ) -> list[Record]:
     """Validate in-memory dicts (tests, generated data); `source` names them in messages."""
     out = [
-        validate_record(obj, f"{source}[{i}]", allow_multi_image, f"{source}#{i}") for i, obj in enumerate(items)
+        validate_record(obj, f"{source}[{i}]", allow_multi_image, f"{source}#{i}")
+        for i, obj in enumerate(items)
     ]
     if not out:
         raise DataError(f"{source}: empty dataset (no records)")
@@ -195,7 +201,9 @@ def _turns(obj: dict[str, Any], where: str) -> tuple[Turn, ...]:
                 f"{expected} turn was expected (turns go human, gpt, human, gpt, ...)"
             )
     if len(turns) % 2:
-        raise DataError(f"{where}: conversation ends with a human turn (conversations[{len(turns) - 1}]) that has no gpt answer")
+        raise DataError(
+            f"{where}: conversation ends with a human turn (conversations[{len(turns) - 1}]) that has no gpt answer"
+        )
     return tuple(turns)
 
 
@@ -210,11 +218,15 @@ def _images(value: Any, where: str, allow_multi_image: bool) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def _check_markers(turns: Sequence[Turn], images: tuple[str, ...], where: str, allow_multi_image: bool) -> None:
+def _check_markers(
+    turns: Sequence[Turn], images: tuple[str, ...], where: str, allow_multi_image: bool
+) -> None:
     counts = [text.count(IMAGE_TOKEN) for _, text in turns]
     for i, ((role, _), n) in enumerate(zip(turns, counts, strict=True)):
         if n and role == GPT:
-            raise DataError(f"{where}: {IMAGE_TOKEN} appears in a gpt turn (conversations[{i}]); it belongs in a human turn")
+            raise DataError(
+                f"{where}: {IMAGE_TOKEN} appears in a gpt turn (conversations[{i}]); it belongs in a human turn"
+            )
     total = sum(counts)
     if images and total == 0:
         raise DataError(f"{where}: has image '{images[0]}' but no {IMAGE_TOKEN} marker in its conversations")
@@ -233,7 +245,9 @@ def resolve_image(image_folder: str | Path | None, relative: str) -> Path:
     return Path(relative) if image_folder is None else Path(image_folder) / relative
 
 
-def find_missing_images(records: Sequence[Record], image_folder: str | Path | None) -> list[tuple[Record, Path]]:
+def find_missing_images(
+    records: Sequence[Record], image_folder: str | Path | None
+) -> list[tuple[Record, Path]]:
     """Every (record, path) whose image file does not exist, for an upfront check."""
     return [
         (rec, path)

@@ -75,7 +75,9 @@ class Template:
             out.append(Segment(pending, False))
         return [s for s in out if s.text]
 
-    def prompt(self, question: str, history: Sequence[tuple[str, str]] = (), system: str | None = None) -> str:
+    def prompt(
+        self, question: str, history: Sequence[tuple[str, str]] = (), system: str | None = None
+    ) -> str:
         """The inference prompt: earlier rounds in full, then `question` up to the assistant tag."""
         if self.max_rounds is not None and len(history) + 1 > self.max_rounds:
             raise ConfigError(f"template '{self.name}' has no multi-turn format; pass no history")
@@ -104,7 +106,9 @@ def pair_rounds(turns: Sequence[Turn], max_rounds: int | None, template: str) ->
     for i, (role, _) in enumerate(turns):
         expected = HUMAN if i % 2 == 0 else GPT
         if role != expected:
-            raise DataError(f"turn {i} is from '{role}' but '{expected}' was expected (turns must alternate, human first)")
+            raise DataError(
+                f"turn {i} is from '{role}' but '{expected}' was expected (turns must alternate, human first)"
+            )
     if len(turns) % 2:
         raise DataError("conversation ends with a human turn that has no gpt answer")
     rounds = [(turns[i][1], turns[i + 1][1]) for i in range(0, len(turns), 2)]

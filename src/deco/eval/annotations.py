@@ -95,6 +95,8 @@ def wrong_format(benchmark: str, path: Path, expected: str, found: Any) -> DataE
 
 def require_keys(row: Mapping[str, Any], keys: Iterable[str], benchmark: str, path: Path, where: str) -> None:
     """Raise a DataError naming the record and the missing keys, if any of `keys` is absent."""
+    if not isinstance(row, Mapping):
+        raise DataError(f"{benchmark}: {path} {where} is a {type(row).__name__}, not an object")
     missing = [k for k in keys if k not in row]
     if missing:
         raise DataError(f"{benchmark}: {path} {where} has no {', '.join(repr(k) for k in missing)}; "

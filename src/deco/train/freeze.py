@@ -1,0 +1,47 @@
+"""Stage -> what is trainable: stage 1 the projector, stage 2 projector + LLM; vision only if asked."""
+
+from __future__ import annotations
+
+from deco.config import TrainSection
+from deco.model import DecoModel
+
+COMPONENTS = ("vision_tower", "projector", "llm")
+
+
+def trainable_components(train: TrainSection) -> set[str]:
+    """The components a stage trains (LLaVA-1.5 recipe, FACTS §1)."""
+    names = {"projector"} if train.stage == 1 else {"projector", "llm"}
+    if train.train_vision:
+        names.add("vision_tower")
+    return names
+
+
+def apply_stage(model: DecoModel, train: TrainSection) -> dict[str, tuple[int, int]]:
+    """Set requires_grad per component for the stage; returns {component: (total, trainable)} counts.
+
+    Every component is set explicitly (not only the trained ones), so a model loaded from a previous
+    stage or with `vision.freeze=false` ends up exactly as the stage says.
+    """
+    train_these = trainable_components(train)
+    for name in COMPONENTS:
+        getattr(model, name).requires_grad_(name in train_these)
+    return model.component_parameters()
+
+
+def set_train_modes(model: DecoModel, train: TrainSection) -> None:
+    """Train mode for what is trained; frozen parts in eval mode so dropout never touches them."""
+    train_these = trainable_components(train)
+    for name in COMPONENTS:
+        getattr(model, name).train(name in train_these)
+
+
+def describe_trainable(counts: dict[str, tuple[int, int]], stage: int) -> list[str]:
+    """Log lines, one per component: total and trainable parameter counts."""
+    lines = [f"stage {stage}: trainable parameters per component"]
+    for name, (total, trainable) in counts.items():
+        state = "trained" if trainable == total and total else ("frozen" if trainable == 0 else "partly trained")
+        lines.append(f"  {name:<13} {total:>15,} total {trainable:>15,} trainable  ({state})")
+    total = sum(c[0] for c in counts.values())
+    trainable = sum(c[1] for c in counts.values())
+    lines.append(f"  {'all':<13} {total:>15,} total {trainable:>15,} trainable")
+    return lines
