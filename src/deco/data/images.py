@@ -48,6 +48,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             f"image is too large to load safely (decompression-bomb guard): {path}: {exc}"
         ) from None
     except Image.UnidentifiedImageError:
+        size = _png_header_size(path)
+        if size is not None and 0 in size:
+            raise DataError(f"image has zero size ({size[0]} x {size[1]}): {path}") from None
         raise DataError(f"not an image, or an image format PIL cannot read: {path}") from None
     except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error, ... on corrupt data
         raise DataError(f"corrupt or truncated image file {path}: {type(exc).__name__}: {exc}") from None
@@ -65,6 +68,15 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> 
             f"image is too large to load safely (decompression-bomb guard): {path} is {width} x {height} "
             f"= {width * height:,} pixels, above the limit of {max_pixels:,}"
         )
+
+
+def _png_header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG header, for a clearer message when PIL refuses the file."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -37,7 +37,7 @@ class ImageTransform:
         if self.crop:
             w, h = image.size
             scale = self.size / min(w, h)
-            new_w, new_h = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+            new_w, new_h = max(self.size, int(w * scale)), max(self.size, int(h * scale))  # truncation, as HF
             image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
             left, top = (new_w - self.size) // 2, (new_h - self.size) // 2
             image = image.crop((left, top, left + self.size, top + self.size))
