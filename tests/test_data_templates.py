@@ -20,13 +20,20 @@ VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
-WITH_IMAGE = [("human", "What colour?\n<image>"), ("gpt", "Red."), ("human", "And the shape?"), ("gpt", "A square.")]
+WITH_IMAGE = [
+    ("human", "What colour?\n<image>"),
+    ("gpt", "Red."),
+    ("human", "And the shape?"),
+    ("gpt", "A square."),
+]
 TEXT_ONLY = [("human", "Hi"), ("gpt", "Hello!"), ("human", "Bye"), ("gpt", "Ciao, é.")]
 
 
 def _byte_chars() -> dict[int, str]:
     """GPT-2's byte -> printable character table (what a byte-level tokenizer's vocabulary is made of)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    )
     table, extra = {}, 0
     for b in range(256):
         if b in keep:
@@ -84,7 +91,13 @@ def test_vicuna_llama_multi_turn_with_image(llama):
     t = llama
     expected = build(
         [
-            (s(t, "<s>") + b(t, VICUNA_SYSTEM + " USER: ") + s(t, IMAGE_TOKEN) + b(t, "\nWhat colour? ASSISTANT:"), False),
+            (
+                s(t, "<s>")
+                + b(t, VICUNA_SYSTEM + " USER: ")
+                + s(t, IMAGE_TOKEN)
+                + b(t, "\nWhat colour? ASSISTANT:"),
+                False,
+            ),
             (b(t, " Red.") + s(t, "</s>"), True),
             (b(t, "USER: And the shape? ASSISTANT:"), False),
             (b(t, " A square.") + s(t, "</s>"), True),
@@ -145,7 +158,16 @@ def test_chatml_qwen_multi_turn_with_image(qwen):
             (start + b(t, "user\n") + s(t, IMAGE_TOKEN) + b(t, "\nWhat colour?") + end + b(t, "\n"), False),
             (start + b(t, "assistant\n"), False),
             (b(t, "Red.") + end, True),
-            (b(t, "\n") + start + b(t, "user\nAnd the shape?") + end + b(t, "\n") + start + b(t, "assistant\n"), False),
+            (
+                b(t, "\n")
+                + start
+                + b(t, "user\nAnd the shape?")
+                + end
+                + b(t, "\n")
+                + start
+                + b(t, "assistant\n"),
+                False,
+            ),
             (b(t, "A square.") + end, True),
             (b(t, "\n"), False),
         ]
@@ -174,7 +196,13 @@ def test_chatml_llama_spells_out_chatml_markers(llama):
     head = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
     expected = build(
         [
-            (s(t, "<s>") + b(t, head) + s(t, IMAGE_TOKEN) + b(t, "\nWhat colour?<|im_end|>\n<|im_start|>assistant\n"), False),
+            (
+                s(t, "<s>")
+                + b(t, head)
+                + s(t, IMAGE_TOKEN)
+                + b(t, "\nWhat colour?<|im_end|>\n<|im_start|>assistant\n"),
+                False,
+            ),
             (b(t, "Red.<|im_end|>"), True),
             (b(t, "\n<|im_start|>user\nAnd the shape?<|im_end|>\n<|im_start|>assistant\n"), False),
             (b(t, "A square.<|im_end|>"), True),
@@ -221,7 +249,9 @@ def test_inference_prompt_is_the_training_prefix(style, name):
 
 
 def test_render_prompt_multi_turn_history_and_marker_checks():
-    prompt = render_prompt("vicuna_v1", "And the shape?", num_images=1, history=[("<image>\nWhat colour?", "Red.")])
+    prompt = render_prompt(
+        "vicuna_v1", "And the shape?", num_images=1, history=[("<image>\nWhat colour?", "Red.")]
+    )
     assert prompt.endswith("ASSISTANT: Red.</s>USER: And the shape? ASSISTANT:")
     assert prompt.count(IMAGE_TOKEN) == 1
     with pytest.raises(DataError, match="2 <image> marker"):
@@ -261,7 +291,9 @@ def test_sentencepiece_style_prefix_is_realigned_by_offsets():
     # Tokenized alone, "USER: Bye ..." gets a "▁" prefix it does not have after "</s>" in the whole text.
     alone = tok("USER: Bye", add_special_tokens=False).input_ids
     assert tok.convert_ids_to_tokens(alone)[0] == "▁"
-    pieces = [tok.bos_token_id] + [i for seg in segs for i in tok(seg.text, add_special_tokens=False).input_ids]
+    pieces = [tok.bos_token_id] + [
+        i for seg in segs for i in tok(seg.text, add_special_tokens=False).input_ids
+    ]
     enc = ConversationEncoder(tok, template).encode(segs)
     assert pieces != enc.input_ids == tok(enc.text).input_ids  # the piece-by-piece ids were not used
     loss_tokens = tok.convert_ids_to_tokens([x for x in enc.labels if x != IGNORE_INDEX])

@@ -118,7 +118,7 @@ class ConversationDataset(Dataset):
                 f"empty dataset: all {len(records)} samples were skipped ({self._skip_summary()})"
             )
         self._offsets = np.cumsum([0] + [len(p) for p in ids_parts])
-        self._ids = np.concatenate(ids_parts).astype(np.int32)  # unexpanded: one id per <image>
+        self._ids = np.concatenate(ids_parts)  # int32, unexpanded: one id per <image>
         self._mask = np.concatenate(mask_parts)
 
     def _fit(self, rec: Record, enc: Encoded) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -157,7 +157,7 @@ class ConversationDataset(Dataset):
             )
             self._bad(rec, "empty_loss", f"no token carries loss {why} (no assistant answer left)")
             return None
-        return ids, mask, length
+        return ids.astype(np.int32), mask, length
 
     def _bad(self, rec: Record, reason: str, message: str) -> None:
         text = f"{rec.where()}: {message}"

@@ -49,8 +49,15 @@ def load_records(path: str | Path, allow_multi_image: bool = False) -> list[Reco
         raise DataError(f"data file not found: {path}")
     text = _decode(path)
     first = text.lstrip()[:1]
-    if path.suffix.lower() in (".jsonl", ".ndjson") or first == "{":
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
         located = _parse_jsonl(path, text)
+    elif first == "{":  # JSONL in a .json file, or one JSON object where a list was meant
+        try:
+            located = _parse_jsonl(path, text)
+        except DataError:
+            if _is_one_object(text):
+                raise DataError(f"{path}: expected a JSON list of records, got one JSON object") from None
+            raise
     elif first == "[":
         located = _parse_json_list(path, text)
     elif not first:
@@ -91,6 +98,13 @@ def _decode(path: Path) -> str:
             f"{path}: not valid UTF-8 at byte offset {exc.start} (line {line}): {exc.reason} "
             f"(bytes {bad}); re-encode the file as UTF-8"
         ) from None
+
+
+def _is_one_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _parse_jsonl(path: Path, text: str) -> list[tuple[Any, str]]:

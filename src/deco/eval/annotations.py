@@ -76,12 +76,19 @@ def read_jsonl(path: Path, benchmark: str) -> list[dict[str, Any]]:
 
 
 def read_json_or_lines(path: Path, benchmark: str) -> Any:
-    """Load a JSON document, or, if the file holds one object per line, the list of those objects."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    """Load a JSON document, or, if the file holds one object per line, the list of those objects.
+
+    Readers of single-document formats use this too, so that a JSONL file of another benchmark gets a
+    "wrong format" error naming what it looks like rather than a bare JSON syntax error.
+    """
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return read_json(path, benchmark)
+    except DataError:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline()
+        if "\t" in header and "index" in header.split("\t"):
+            raise DataError(f"{benchmark}: {path} is a TSV table with columns {header.split(chr(9))[:8]} "
+                            "(an MMBench file?), not this benchmark's JSON") from None
         return read_jsonl(path, benchmark)
 
 
@@ -131,6 +138,8 @@ def describe(obj: Any) -> str:
 
 def sniff(obj: Any) -> str | None:
     """Guess which benchmark (or other file) a loaded JSON value comes from, for error messages."""
+    if isinstance(obj, dict) and "label" in obj and "text" in obj:
+        return "POPE labels (coco_pope_*.json)"  # a one-line JSONL file parses as a single object
     if isinstance(obj, dict):
         if isinstance(obj.get("annotations"), list) and _first_has(obj["annotations"], "answers"):
             return "a VQAv2 annotations file (v2_mscoco_*_annotations.json)"

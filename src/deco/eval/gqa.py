@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deco.eval.annotations import Sample, read_json, read_jsonl, require_keys, resolve_file, unique_qids, wrong_format
+from deco.eval.annotations import (
+    Sample,
+    read_json_or_lines,
+    read_jsonl,
+    require_keys,
+    resolve_file,
+    unique_qids,
+    wrong_format,
+)
 from deco.eval.metrics import by_group, mean_percent
 
 GQA_FILE = "testdev_balanced_questions.json"
@@ -27,7 +35,7 @@ def load_gqa(path: str | Path) -> list[Sample]:
             require_keys(r, ("question_id", "question", "answer"), "gqa", p, f"line {i + 1}")
         items = [(r["question_id"], r) for r in lines]
     else:
-        obj = read_json(p, "gqa")
+        obj = read_json_or_lines(p, "gqa")
         first = next(iter(obj.values()), None) if isinstance(obj, dict) else None
         if not (isinstance(first, dict) and "answer" in first and "question" in first):
             raise wrong_format("gqa", p, "an object mapping question ids to {question, answer, imageId, types}", obj)

@@ -117,8 +117,12 @@ def _circular_group(index: str, circular_id: object) -> tuple[str, bool]:
 
 
 def expand_rounds(samples: list[Sample], preds: list[Prediction]) -> list[Sample]:
-    """If predictions carry LLaVA's `round_id`, turn each row into one Sample per rotation of its options."""
-    if not any("round_id" in p.record for p in preds):
+    """If predictions carry LLaVA's `round_id` > 0, turn each row into one Sample per rotation of its options.
+
+    LLaVA writes `round_id: 0` on every line even without `--all-rounds`; such files are single-pass
+    over the TSV (whose rotated copies are rows of their own) and are matched by id alone.
+    """
+    if not any(_round(p) > 0 for p in preds):
         return samples
     out = []
     for s in samples:
@@ -134,9 +138,13 @@ def expand_rounds(samples: list[Sample], preds: list[Prediction]) -> list[Sample
     return out
 
 
+def _round(pred: Prediction) -> int:
+    return int(pred.record.get("round_id", 0))  # validated as an integer by read_predictions
+
+
 def mmbench_alt_keys(pred: Prediction) -> list[str]:
     """Key of a LLaVA `--all-rounds` prediction: its id and round."""
-    return [f"{pred.qid}/r{pred.record['round_id']}"] if "round_id" in pred.record else []
+    return [f"{pred.qid}/r{_round(pred)}"] if "round_id" in pred.record else []
 
 
 def score_mmbench(pairs: list[tuple[Sample, str | None]]) -> dict:

@@ -75,10 +75,8 @@ def process_punctuation(text: str) -> str:
     delete_all = _DIGIT_COMMA_DIGIT.search(text) is not None
     for p in PUNCTUATION:
         # The official test looks at the original text, not at the partly processed one.
-        if delete_all or (p + " ") in text or (" " + p) in text:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
+        touches_space = (p + " ") in text or (" " + p) in text
+        out = out.replace(p, "" if delete_all or touches_space else " ")
     return _PERIOD_NOT_BEFORE_DIGIT.sub("", out)
 
 

@@ -17,7 +17,14 @@ import re
 from pathlib import Path
 
 from deco.errors import DataError
-from deco.eval.annotations import Sample, read_json_or_lines, read_jsonl, require_keys, unique_qids, wrong_format
+from deco.eval.annotations import (
+    Sample,
+    read_json_or_lines,
+    read_jsonl,
+    require_keys,
+    unique_qids,
+    wrong_format,
+)
 from deco.eval.metrics import percent
 
 SPLITS = ("random", "popular", "adversarial")

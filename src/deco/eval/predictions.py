@@ -69,6 +69,9 @@ def _parse_line(line: str, path: Path, n: int) -> Prediction:
         answer = str(answer)  # a bare number is a legitimate short answer
     if not isinstance(answer, str):
         raise DataError(f"{where}: the answer must be a string, found {answer!r}")
+    round_id = obj.get("round_id", 0)
+    if isinstance(round_id, bool) or not isinstance(round_id, int) or round_id < 0:
+        raise DataError(f"{where}: 'round_id' (LLaVA's MMBench rotation) must be an integer >= 0, found {round_id!r}")
     prompt = obj.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise DataError(f"{where}: 'prompt' must be a string, found {type(prompt).__name__}")

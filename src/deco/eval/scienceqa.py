@@ -16,7 +16,16 @@ import string
 from pathlib import Path
 
 from deco.errors import DataError
-from deco.eval.annotations import Sample, read_json, read_jsonl, require_keys, resolve_file, unique_qids, wrong_format
+from deco.eval.annotations import (
+    Sample,
+    read_json,
+    read_json_or_lines,
+    read_jsonl,
+    require_keys,
+    resolve_file,
+    unique_qids,
+    wrong_format,
+)
 from deco.eval.choices import extract_choice
 from deco.eval.metrics import by_group, mean_percent
 
@@ -34,7 +43,7 @@ def load_scienceqa(path: str | Path, split: str = "test") -> list[Sample]:
             require_keys(r, ("question_id", "question", "choices", "answer"), "scienceqa", p, f"line {i + 1}")
         items = [(str(r["question_id"]), r) for r in rows]
     else:
-        problems = read_json(p, "scienceqa")
+        problems = read_json_or_lines(p, "scienceqa")
         first = next(iter(problems.values()), None) if isinstance(problems, dict) else None
         if not (isinstance(first, dict) and "choices" in first and "answer" in first):
             raise wrong_format("scienceqa", p, "problems.json: an object mapping problem ids to "

@@ -23,6 +23,7 @@ from deco.errors import DataError
 from deco.eval.annotations import (
     Sample,
     read_json,
+    read_json_or_lines,
     read_jsonl,
     require_keys,
     resolve_file,
@@ -49,7 +50,7 @@ def load_vqav2(path: str | Path) -> list[Sample]:
     p = resolve_file(path, [VQAV2_FILE], "vqav2", VQAV2_SOURCE)
     if p.suffix == ".jsonl":
         return load_simple_vqa(p, "vqav2")
-    obj = read_json(p, "vqav2")
+    obj = read_json_or_lines(p, "vqav2")
     if not (isinstance(obj, dict) and isinstance(obj.get("annotations"), list)):
         raise wrong_format("vqav2", p, "an object with an 'annotations' list (v2_mscoco_val2014_annotations.json)", obj)
     m = re.fullmatch(r"v2_mscoco_(\w+?)_annotations\.json", p.name)
@@ -88,7 +89,7 @@ def load_textvqa(path: str | Path) -> list[Sample]:
     p = resolve_file(path, [TEXTVQA_FILE], "textvqa", TEXTVQA_SOURCE)
     if p.suffix == ".jsonl":
         return load_simple_vqa(p, "textvqa")
-    obj = read_json(p, "textvqa")
+    obj = read_json_or_lines(p, "textvqa")
     if not (isinstance(obj, dict) and isinstance(obj.get("data"), list)):
         raise wrong_format("textvqa", p, "an object with a 'data' list (TextVQA_0.5.1_val.json)", obj)
     samples = []
@@ -111,7 +112,7 @@ def load_vizwiz(path: str | Path) -> list[Sample]:
     p = resolve_file(path, [VIZWIZ_FILE], "vizwiz", VIZWIZ_SOURCE)
     if p.suffix == ".jsonl":
         return load_simple_vqa(p, "vizwiz")
-    obj = read_json(p, "vizwiz")
+    obj = read_json_or_lines(p, "vizwiz")
     if not (isinstance(obj, list) and obj and isinstance(obj[0], dict) and "image" in obj[0]):
         raise wrong_format("vizwiz", p, "a list of objects with 'image', 'question' and 'answers' (val.json)", obj)
     samples = []

@@ -1,0 +1,115 @@
+"""Writes the demo's data to disk like real data: PNG images and LLaVA-format JSON files.
+
+    images/train/NNNNNN.png, images/test/NNNNNN.png
+    stage1.json   one caption conversation per training image (template `plain`)
+    stage2.json   one conversation per training image: several questions of distinct families, and
+                  in some, a closing caption turn (template `vicuna_v1`)
+    test.json     one single-turn question per (test image, family), with an extra "family" key
+
+The test split is drawn from a different random stream than the training split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deco.demo.questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions
+from deco.demo.scenes import Scene, render, sample_scene
+from deco.demo.settings import SceneSettings
+from deco.model.tokenizer import IMAGE_TOKEN
+
+TRAIN, TEST = "train", "test"
+_STREAMS = {TRAIN: 0, TEST: 1}
+
+
+def split_scenes(settings: SceneSettings, split: str) -> list[Scene]:
+    """The scenes of a split, regenerated deterministically from the data seed."""
+    rng = np.random.default_rng([settings.seed, _STREAMS[split]])
+    n = settings.train_images if split == TRAIN else settings.test_images
+    return [sample_scene(rng, settings.image_size, settings.min_objects, settings.max_objects) for _ in range(n)]
+
+
+def _turn(role: str, value: str) -> dict[str, str]:
+    return {"from": role, "value": value}
+
+
+def _image_path(split: str, index: int) -> str:
+    return f"{split}/{index:06d}.png"
+
+
+def stage1_records(scenes: list[Scene]) -> list[dict[str, Any]]:
+    """Caption records (stage 1): the `plain` template keeps only the image and the caption."""
+    return [
+        {"id": f"cap-{i:06d}", "image": _image_path(TRAIN, i),
+         "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{DESCRIBE}"), _turn("gpt", caption(s))]}
+        for i, s in enumerate(scenes)
+    ]
+
+
+def stage2_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
+    """Multi-turn question records (stage 2); a caption turn closes `caption_fraction` of them.
+
+    The caption comes last so no question can be answered by copying an earlier caption.
+    """
+    rng = np.random.default_rng([settings.seed, 2])
+    records = []
+    for i, scene in enumerate(scenes):
+        turns = []
+        for _family, (question, answer) in conversation_questions(scene, rng, settings.questions_per_image):
+            turns += [_turn("human", question), _turn("gpt", answer)]
+        if rng.random() < settings.caption_fraction:
+            turns += [_turn("human", DESCRIBE), _turn("gpt", caption(scene))]
+        turns[0]["value"] = f"{IMAGE_TOKEN}\n{turns[0]['value']}"
+        records.append({"id": f"qa-{i:06d}", "image": _image_path(TRAIN, i), "conversations": turns})
+    return records
+
+
+def test_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
+    """One question per (test image, family) where the scene can pose it."""
+    rng = np.random.default_rng([settings.seed, 3])
+    records = []
+    for i, scene in enumerate(scenes):
+        for family in FAMILIES:
+            qa = ask(family, scene, rng)
+            if qa is None:
+                continue
+            records.append({
+                "id": f"test-{i:06d}-{family}", "image": _image_path(TEST, i), "family": family,
+                "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), _turn("gpt", qa[1])],
+            })
+    return records
+
+
+def majority_baselines(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Per family, the accuracy of always giving that family's most common test answer."""
+    by_family: dict[str, Counter] = {}
+    for rec in records:
+        by_family.setdefault(rec["family"], Counter())[rec["conversations"][1]["value"]] += 1
+    return {f: c.most_common(1)[0][1] / sum(c.values()) for f, c in by_family.items()}
+
+
+def write_dataset(directory: str | Path, settings: SceneSettings) -> dict[str, Any]:
+    """Render every image and write the three JSON files; returns a summary (counts, baselines)."""
+    directory = Path(directory)
+    summary: dict[str, Any] = {}
+    for split in (TRAIN, TEST):
+        (directory / "images" / split).mkdir(parents=True, exist_ok=True)
+        scenes = split_scenes(settings, split)
+        for i, scene in enumerate(scenes):
+            render(scene).save(directory / "images" / _image_path(split, i), optimize=False, compress_level=1)
+        if split == TRAIN:
+            files = {"stage1.json": stage1_records(scenes), "stage2.json": stage2_records(scenes, settings)}
+        else:
+            files = {"test.json": test_records(scenes, settings)}
+        for name, records in files.items():
+            (directory / name).write_text(json.dumps(records, indent=0), encoding="utf-8")
+            summary[name] = len(records)
+    test = json.loads((directory / "test.json").read_text(encoding="utf-8"))
+    summary["test_per_family"] = dict(Counter(r["family"] for r in test))
+    summary["majority_baseline"] = majority_baselines(test)
+    return summary

@@ -1,0 +1,149 @@
+"""Question families over a scene, with one-word answers so exact match is fair.
+
+Phrasing puts the referent last ("column of red"): the answer is generated right after the words
+that name its object, which a 2-layer LM learns far faster than a referent early in the question
+(FACTS §7). Captions name every object's size, colour, shape and cell.
+
+| family    | example question          | answers                      | needs                   |
+|-----------|---------------------------|------------------------------|-------------------------|
+| attribute | colour at top-left        | colour / shape / size        | detail at a named place |
+| column    | column of red             | left, center, right          | position (localisation) |
+| row       | row of red                | top, middle, bottom          | position (localisation) |
+| cell      | cell of red               | top-left ... bottom-right    | localisation, 9-way     |
+| relation  | is red left of blue       | yes, no (balanced)           | two positions           |
+| count     | how many circles          | 0 .. 4                       | shape of every object   |
+| exists    | is there a red square     | yes, no (balanced)           | colour + shape binding  |
+| smallest  | colour of smallest        | colour                       | size of every object    |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from deco.demo.scenes import COLOURS, COLUMNS, ROWS, SHAPES, SIZES, Scene, SceneObject
+
+QA = tuple[str, str]
+FAMILIES = ("attribute", "column", "row", "cell", "relation", "count", "exists", "smallest")
+LOCALISATION = ("cell",)
+SPATIAL = ("column", "row", "cell", "relation")
+DESCRIBE = "describe the image"
+# phrase -> (axis, sign): "a left of b" holds when a.col < b.col.
+_RELATIONS = {"left of": ("col", -1), "right of": ("col", 1), "above": ("row", -1), "below": ("row", 1)}
+
+
+def caption(scene: Scene) -> str:
+    """'small red circle at top-left . large blue square at middle-right .'"""
+    return " ".join(f"{o.size} {o.colour} {o.shape} at {o.cell} ." for o in scene.objects)
+
+
+def _attribute(scene: Scene, rng: np.random.Generator) -> QA:
+    obj = scene.objects[int(rng.integers(len(scene.objects)))]
+    attr = str(rng.choice(["colour", "shape", "size"]))
+    return f"{attr} at {obj.cell}", getattr(obj, attr)
+
+
+def _pick(scene: Scene, rng: np.random.Generator) -> SceneObject:
+    return scene.objects[int(rng.integers(len(scene.objects)))]
+
+
+def _column(scene: Scene, rng: np.random.Generator) -> QA:
+    obj = _pick(scene, rng)
+    return f"column of {obj.colour}", COLUMNS[obj.col]
+
+
+def _row(scene: Scene, rng: np.random.Generator) -> QA:
+    obj = _pick(scene, rng)
+    return f"row of {obj.colour}", ROWS[obj.row]
+
+
+def _cell(scene: Scene, rng: np.random.Generator) -> QA:
+    obj = _pick(scene, rng)
+    return f"cell of {obj.colour}", obj.cell
+
+
+def _relation(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """Yes and no equally often; only pairs that differ along the relation's axis are asked."""
+    answer_yes = bool(rng.integers(2))
+    for name in rng.permutation(list(_RELATIONS)).tolist():
+        axis, sign = _RELATIONS[name]
+        pairs = [(a, b) for a in scene.objects for b in scene.objects
+                 if getattr(a, axis) != getattr(b, axis)]
+        if not pairs:
+            continue
+        a, b = pairs[int(rng.integers(len(pairs)))]
+        holds = (getattr(a, axis) - getattr(b, axis)) * sign > 0
+        if holds != answer_yes:
+            a, b = b, a
+        return f"is {a.colour} {name} {b.colour}", "yes" if answer_yes else "no"
+    return None
+
+
+def _count(scene: Scene, rng: np.random.Generator) -> QA:
+    # Mostly shapes that are present, so the answers are not almost all "0".
+    present = sorted({o.shape for o in scene.objects})
+    shape = str(rng.choice(present)) if rng.random() < 0.75 else str(rng.choice(SHAPES))
+    return f"how many {shape}s", str(sum(o.shape == shape for o in scene.objects))
+
+
+def _exists(scene: Scene, rng: np.random.Generator) -> QA:
+    """Balanced yes/no; half the 'no' cases use a present colour with another shape (hard negatives)."""
+    have = {(o.colour, o.shape) for o in scene.objects}
+    if rng.integers(2):
+        colour, shape = sorted(have)[int(rng.integers(len(have)))]
+        return f"is there a {colour} {shape}", "yes"
+    if rng.integers(2):
+        obj = _pick(scene, rng)
+        colour, shape = obj.colour, str(rng.choice([s for s in SHAPES if s != obj.shape]))
+    else:
+        absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in have]
+        colour, shape = absent[int(rng.integers(len(absent)))]
+    return f"is there a {colour} {shape}", "no"
+
+
+def _smallest(scene: Scene, rng: np.random.Generator) -> QA | None:
+    order = list(SIZES)
+    ranks = [order.index(o.size) for o in scene.objects]
+    if ranks.count(min(ranks)) != 1:
+        return None  # no single smallest object: the question has no answer
+    return "colour of smallest", scene.objects[ranks.index(min(ranks))].colour
+
+
+ASKERS: dict[str, Callable[[Scene, np.random.Generator], QA | None]] = {
+    "attribute": _attribute,
+    "column": _column,
+    "row": _row,
+    "cell": _cell,
+    "relation": _relation,
+    "count": _count,
+    "exists": _exists,
+    "smallest": _smallest,
+}
+
+
+def ask(family: str, scene: Scene, rng: np.random.Generator) -> QA | None:
+    """One (question, answer) of a family, or None when the scene cannot pose it."""
+    return ASKERS[family](scene, rng)
+
+
+def conversation_questions(scene: Scene, rng: np.random.Generator, n: int) -> list[tuple[str, QA]]:
+    """Up to n (family, qa) pairs from distinct families, in random order."""
+    out = []
+    for family in rng.permutation(list(FAMILIES)).tolist():
+        qa = ask(family, scene, rng)
+        if qa is not None:
+            out.append((family, qa))
+        if len(out) == n:
+            break
+    return out
+
+
+def vocabulary() -> list[str]:
+    """Every word a question, answer or caption can use."""
+    words = {"of", "at", "is", "there", "a", "how", "many", "colour", "shape", "size", "column", "row",
+             "cell", "smallest", "yes", "no", "."}
+    words |= set(COLOURS) | set(SHAPES) | {f"{s}s" for s in SHAPES} | set(SIZES) | set(ROWS) | set(COLUMNS)
+    words |= {f"{r}-{c}" for r in ROWS for c in COLUMNS} | {w for r in _RELATIONS for w in r.split()} | {str(i) for i in range(10)}
+    words |= set(DESCRIBE.split())
+    return sorted(words)

@@ -1,0 +1,184 @@
+"""The demo's settings: scenes, encoder, LM, training and evaluation sizes, with profiles for
+`--quick` and `--paper-geometry`.
+
+The defaults live here (so an installed package runs with no files around it); configs/demo.yaml is
+the same settings written out with their reasons, and a test keeps the two equal. `deco demo
+--config FILE` reads an edited copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deco.config import _deep_merge, _from_dict, read_yaml
+from deco.errors import ConfigError
+
+PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
+
+
+@dataclass
+class SceneSettings:
+    """Synthetic scenes: 1-4 coloured shapes in distinct cells of a 3x3 grid."""
+
+    image_size: int = 48
+    min_objects: int = 1
+    max_objects: int = 4
+    train_images: int = 8000
+    test_images: int = 200
+    questions_per_image: int = 4
+    caption_fraction: float = 0.5
+    seed: int = 1234
+
+
+@dataclass
+class EncoderSettings:
+    """The tiny ViT and its in-process pretraining on per-patch scene labels."""
+
+    patch_size: int = 4
+    hidden_size: int = 64
+    num_layers: int = 3
+    num_heads: int = 4
+    feature_layer: int = -1
+    pretrain_steps: int = 500
+    batch_size: int = 64
+    lr: float = 2.0e-3
+    seed: int = 0
+
+
+@dataclass
+class LMSettings:
+    """The small Llama built from a config (random init; it learns the language in stage 2)."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+
+
+@dataclass
+class TrainSettings:
+    """Equal for every projector: steps, batch, data order, learning-rate rule."""
+
+    stage1_steps: int = 100
+    stage2_steps: int = 900
+    batch_size: int = 32
+    stage1_lr: float = 1.0e-3
+    stage2_lr: float = 1.0e-3
+    warmup_ratio: float = 0.03
+    schedule: str = "cosine"
+    checkpoints: int = 4
+
+
+@dataclass
+class EvalSettings:
+    """Held-out evaluation: greedy decoding, exact match per question family."""
+
+    batch_size: int = 64
+    curve_images: int = 80
+    loss_steps: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
+    examples: int = 6
+
+
+@dataclass
+class DemoSettings:
+    """Everything the demo needs; `tokens` is the compressors' output grid."""
+
+    projectors: list[str] = field(default_factory=lambda: list(PROJECTORS))
+    tokens: str = "6x6"
+    projector_options: dict[str, Any] = field(default_factory=dict)
+    scenes: SceneSettings = field(default_factory=SceneSettings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    lm: LMSettings = field(default_factory=LMSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    profiles: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (written into results.json)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def grid(self) -> int:
+        """Patch grid side of the encoder."""
+        return self.scenes.image_size // self.encoder.patch_size
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """The compressors' output grid (h, w)."""
+        from deco.projectors.base import parse_grid
+
+        return parse_grid(self.tokens, "tokens")
+
+
+# Honeybee/BLIP-2 compressors at their reference sizes would cost 10-50x the whole LM per step on a
+# CPU; these keep their structure (layers, attention, convs) at the demo's width. Sizes are printed.
+DEFAULT_PROJECTOR_OPTIONS: dict[str, Any] = {
+    "mlp": {},
+    "deco": {},
+    "qformer": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512},
+    "cabstractor": {"depth": 1, "hidden_size": 128},
+    "dabstractor": {"num_layers": 2, "num_heads": 4, "num_points": 4, "ffn_width": 256, "hidden_size": 128},
+}
+
+DEFAULT_PROFILES: dict[str, Any] = {
+    "quick": {"projectors": ["mlp", "deco", "qformer"], "train": {"stage1_steps": 50, "stage2_steps": 350,
+                                                                 "checkpoints": 2},
+              "eval": {"curve_images": 50}},
+    "paper_geometry": {"scenes": {"image_size": 96}, "tokens": "12x12"},
+}
+
+
+def default_settings() -> DemoSettings:
+    """The built-in settings (what configs/demo.yaml spells out)."""
+    return DemoSettings(
+        projector_options=copy.deepcopy(DEFAULT_PROJECTOR_OPTIONS), profiles=copy.deepcopy(DEFAULT_PROFILES)
+    )
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> DemoSettings:
+    """Typed settings from a nested dict; unknown keys and wrong types name the key."""
+    settings = _from_dict(DemoSettings, data, source)
+    validate(settings, source)
+    return settings
+
+
+def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()) -> DemoSettings:
+    """Built-in defaults, or a YAML file, with the named profiles merged on top in order."""
+    if path is None:
+        data = default_settings().to_dict()
+        source = "<built-in demo settings>"
+    else:
+        data = _deep_merge(default_settings().to_dict(), read_yaml(path))
+        source = str(path)
+    for name in profiles:
+        if name not in data.get("profiles", {}):
+            raise ConfigError(f"{source}: no profile '{name}' (have: {', '.join(data.get('profiles', {}))})")
+        data = _deep_merge(data, data["profiles"][name])
+    return settings_from_dict(data, source)
+
+
+def validate(settings: DemoSettings, source: str) -> None:
+    """Cross-field checks that would otherwise fail minutes into a run."""
+    from deco.projectors import projector_names
+
+    s = settings.scenes
+    if not 1 <= s.min_objects <= s.max_objects <= 9:
+        raise ConfigError(f"{source}: scenes need 1 <= min_objects <= max_objects <= 9")
+    if s.image_size % settings.encoder.patch_size:
+        raise ConfigError(f"{source}: scenes.image_size {s.image_size} is not a multiple of encoder.patch_size")
+    if s.image_size % 3:
+        raise ConfigError(f"{source}: scenes.image_size {s.image_size} must divide into 3x3 cells")
+    h, w = settings.token_grid
+    if h > settings.grid or w > settings.grid:
+        raise ConfigError(f"{source}: tokens {settings.tokens} exceed the {settings.grid}x{settings.grid} patch grid")
+    for name in settings.projectors:
+        if name not in projector_names():
+            raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
+    if settings.train.stage1_steps < 1 or settings.train.stage2_steps < 1:
+        raise ConfigError(f"{source}: train.stage1_steps and train.stage2_steps must be >= 1")
+    if settings.train.checkpoints < 1:
+        raise ConfigError(f"{source}: train.checkpoints must be >= 1")

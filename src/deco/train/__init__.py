@@ -1,0 +1,22 @@
+"""Training: the two-stage LLaVA recipe on accelerate (CPU, 1 GPU, DDP, FSDP, DeepSpeed), resumable.
+
+`run_training(config, resume)` runs a job; `train_main(path, overrides, resume)` is what `deco train`
+calls. Modules: freeze (stage -> trainable), optim (AdamW groups, schedule), batches (data position),
+loss (summed token loss), loop (the step), checkpoint/snapshot/state (atomic save and exact resume),
+metrics (metrics.jsonl), progress (bar or quiet lines), accel (backend differences), cli (`deco train`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run_training", "train_main"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `deco --help` (which imports deco.train.cli) does not load torch and accelerate.
+    if name in __all__:
+        from deco.train import entry
+
+        return getattr(entry, name)
+    raise AttributeError(f"module 'deco.train' has no attribute {name!r}")

@@ -1,0 +1,75 @@
+"""What a person sees during training: a rich progress bar (loss, lr, ETA), or plain lines when quiet."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class Reporter:
+    """Prints on the main process only. `quiet`: no bar, one plain line per logged step (for log files)."""
+
+    def __init__(self, enabled: bool, quiet: bool) -> None:
+        self.enabled, self.quiet = enabled, quiet
+        self.console = Console(stderr=True, highlight=False)
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def info(self, message: str) -> None:
+        """A setup or summary line."""
+        if not self.enabled:
+            return
+        if self.quiet:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            self.console.print(message, markup=False)
+
+    def start(self, total: int, done: int) -> None:
+        """Open the bar at `done` of `total` optimizer steps (a resumed run starts part-way)."""
+        if not self.enabled or self.quiet:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=done, loss="-", lr="-")
+
+    def step(self, record: dict[str, Any], total: int) -> None:
+        """Advance to a logged step's record."""
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            self._progress.update(
+                self._task, completed=record["step"], loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}"
+            )
+        elif self.quiet:
+            norm = record.get("grad_norm")
+            print(
+                f"step {record['step']}/{total} loss {record['loss']:.4f} lr {record['lr']:.3e} "
+                f"grad_norm {norm if norm is None else f'{norm:.3f}'} "
+                f"{record['samples_per_s']:.1f} samples/s {record['tokens_per_s']:.0f} tokens/s",
+                file=sys.stderr, flush=True,
+            )
+
+    def close(self) -> None:
+        """Stop the bar."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
