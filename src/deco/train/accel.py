@@ -31,13 +31,13 @@ def world_size() -> int:
     return PartialState(cpu=_force_cpu()).num_processes
 
 
-def make_accelerator(train: TrainSection, accum: int) -> Accelerator:
+def make_accelerator(train: TrainSection, accum: int, find_unused: bool = True) -> Accelerator:
     """An Accelerator for this run's precision and accumulation; DeepSpeed gets its batch sizes here."""
     state = PartialState(cpu=_force_cpu())
     if train.precision == "fp16" and state.device.type == "cpu":
         raise ConfigError("train.precision=fp16 needs a GPU; use bf16 or fp32 on CPU")
     # Text-only batches leave the projector unused on some ranks; DDP must not wait for its gradients.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
     accelerator = Accelerator(
         cpu=_force_cpu(),
         mixed_precision=MIXED_PRECISION[train.precision],

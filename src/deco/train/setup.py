@@ -1,0 +1,108 @@
+"""The parts of a run that are built before the loop: model for the stage, dataset, step count, final save."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from deco.config import Config
+from deco.data import ConversationDataset
+from deco.errors import ConfigError
+from deco.model import DecoModel, build_model, load_projector_weights, save_model
+from deco.model.vision import VisionTower
+from deco.train import accel
+from deco.train.batches import BatchPlan
+from deco.train.checkpoint import PROJECTOR_FILE, TRAINABLE_FILE, atomic_directory, latest_checkpoint
+from deco.train.freeze import apply_stage
+from deco.train.snapshot import load_trainable
+from deco.train.state import seed_everything
+
+
+def resolve_resume(resume: bool | str | Path | None, run_dir: Path) -> Path | None:
+    """False -> None; True -> the run dir's latest checkpoint (None if there is none yet); a path -> it."""
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        return latest_checkpoint(run_dir)
+    path = Path(resume)
+    if not path.is_dir():
+        raise ConfigError(f"resume checkpoint not found: {path}")
+    return path
+
+
+def stage1_projector_file(path: str) -> Path:
+    """A stage-1 checkpoint by path: a projector safetensors file, or a folder holding projector.safetensors
+    (a checkpoint-N/ or final/ folder of a stage-1 run). Nothing is read from the folder's name."""
+    p = Path(path)
+    file = p / PROJECTOR_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise ConfigError(f"train.stage1_checkpoint: no projector weights at {file}")
+    return file
+
+
+def model_for_stage(
+    config: Config, vision_tower: VisionTower | None = None, checkpoint: Path | None = None
+) -> tuple[DecoModel, dict[str, tuple[int, int]]]:
+    """Build the model (seeded, so random-init parts agree across processes and on resume), load the
+    stage-1 projector, freeze for the stage, and load a resumed checkpoint's trainable weights.
+
+    Everything is loaded into the plain model, before accelerate wraps or shards it: a ZeRO-3 or FSDP
+    parameter has no full tensor to load into (LLaVA's `size mismatch ... torch.Size([0])`).
+    """
+    train = config.train
+    seed_everything(train.seed)
+    model = build_model(config, vision_tower)
+    if train.stage1_checkpoint:
+        load_projector_weights(model.projector, stage1_projector_file(train.stage1_checkpoint))
+    counts = apply_stage(model, train)
+    if train.gradient_checkpointing:
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.llm.config.use_cache = False
+    if checkpoint is not None:
+        load_trainable(model, checkpoint / TRAINABLE_FILE)
+    return model, counts
+
+
+def build_dataset(config: Config, model: DecoModel) -> ConversationDataset:
+    """The LLaVA-format dataset named by the data section, laid out for this model's projector."""
+    data = config.data
+    if data.train_file is None:
+        raise ConfigError("data.train_file is not set: name a LLaVA-format JSON or JSONL file")
+    return ConversationDataset(
+        data.train_file, data.image_folder, model.processor(), data.template, data.max_length,
+        on_bad_sample=data.on_bad_sample, check_images=True, allow_multi_image=data.allow_multi_image,
+    )
+
+
+def total_steps_for(config: Config, plan: BatchPlan) -> int:
+    """train.max_steps if set, else ceil(epochs x full global batches per epoch)."""
+    if config.train.max_steps is not None:
+        if config.train.max_steps <= 0:
+            raise ConfigError(f"train.max_steps must be positive, got {config.train.max_steps}")
+        return config.train.max_steps
+    if config.train.epochs <= 0:
+        raise ConfigError(f"train.epochs must be positive, got {config.train.epochs}")
+    return max(1, math.ceil(config.train.epochs * plan.steps_per_epoch))
+
+
+def save_final(accelerator: Any, model: Any, config: Config, vision_tower: VisionTower | None) -> Path | None:
+    """`final/`: a full save_model folder (load_model and eval read it); gathered first when sharded.
+
+    Collective: every process calls it. Returns the folder on the main process.
+    """
+    target = Path(config.train.output_dir) / "final"
+    unwrapped: DecoModel = accelerator.unwrap_model(model)
+    if accel.is_sharded(accelerator):
+        names = [n for n, p in unwrapped.named_parameters() if p.requires_grad]
+        weights = accel.trainable_state(accelerator, model, names)
+        if accelerator.is_main_process:
+            # An unsharded copy (frozen parts rebuilt exactly as at the start) to hold the gathered weights.
+            copy, _ = model_for_stage(config, vision_tower)
+            copy.load_state_dict(weights, strict=False)
+            unwrapped = copy
+    if accelerator.is_main_process:
+        with atomic_directory(target) as tmp:
+            save_model(unwrapped, tmp)
+    accelerator.wait_for_everyone()
+    return target if accelerator.is_main_process else None
