@@ -24,6 +24,13 @@ TINY: dict[str, dict] = {
     "pixel_shuffle": {"scale_factor": 2},
     "ldpv2": {"grid": "3x3"},
     "tokenpacker": {"scale_factor": 2},
+    # Video projectors: a single image is a 1-frame video, so their temporal targets are 1 here.
+    "deco3d": {"target": "1x3x3", "num_frames": 1},
+    "pllava": {"target": "1x3x3", "num_frames": 1},
+    "deco_temporal": {"frames": 1, "num_frames": 1},
+    "deco_spatial": {"grid": "3x3", "num_frames": 1},
+    "qformer_video": {"num_queries": 9, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32,
+                      "num_frames": 1, "max_frames": 4},
 }
 
 # FACTS §3: reference parameter counts at Dv=1024, Dl=4096, N=576 (24x24).

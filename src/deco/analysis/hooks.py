@@ -92,6 +92,12 @@ def gradients_of(target: torch.Tensor, records: list[ProbeRecord]) -> list[torch
     """d target / d map for every record; a map the target does not depend on is an error naming it."""
     if not records:
         return []
+    for record in records:
+        if not record.probs.requires_grad:
+            raise ConfigError(
+                f"attention map '{record.name}' received no gradient: it is detached from the computation "
+                "(computed under torch.no_grad or from detached inputs), so it cannot be weighted"
+            )
     grads = torch.autograd.grad(target, [r.probs for r in records], allow_unused=True, retain_graph=False)
     out = []
     for record, grad in zip(records, grads, strict=True):

@@ -108,9 +108,11 @@ def available_memory(device: torch.device | str) -> int | None:
 
 
 def gib(n: float | None) -> str:
-    """Bytes as a short GiB/MiB string."""
+    """Bytes as a short GiB/MiB/KiB string."""
     if n is None:
         return "-"
     if abs(n) >= 2**30:
         return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.1f} MiB"
+    if abs(n) >= 2**20:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**10:.0f} KiB"

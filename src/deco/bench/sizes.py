@@ -31,6 +31,8 @@ class SizeSpec:
     new_tokens: int = 8
     projectors: list[str] = field(default_factory=lambda: ["mlp", "deco", "qformer", "cabstractor", "dabstractor"])
     tokens: list[int] = field(default_factory=lambda: [144])
+    # Per-projector option overrides for this size (merged under the token-budget options).
+    projector_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     repeats: int = 3
     warmup: int = 1
     # Layers the measured towers have vs the full model the figures are extrapolated to (None: no
@@ -58,7 +60,10 @@ def _tiny() -> SizeSpec:
         batch_size=2,
         train_text_tokens=48,
         new_tokens=16,
-        tokens=[576, 144, 64],
+        tokens=[144, 64],
+        # The reference Q-Former is BERT-base wide (768) whatever Dv/Dl are: at toy widths it would be
+        # 30x the rest of the model. Scale it with the toy model, as the demo prototype did.
+        projector_options={"qformer": {"hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512}},
         repeats=5,
         warmup=1,
         peer_repeats=15,

@@ -44,6 +44,7 @@ class EncoderSettings:
     num_heads: int = 4
     feature_layer: int = -1
     pretrain_steps: int = 500
+    pretrain_images: int = 3000
     batch_size: int = 64
     lr: float = 2.0e-3
     seed: int = 0

@@ -1,4 +1,5 @@
-"""`deco score`: the command over `deco.eval.score` (registered by deco.cli through `register`)."""
+"""`deco score` and `deco eval`: commands over `deco.eval.score` and `deco.eval.runner` (registered by
+deco.cli through `register`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ _BENCHMARKS = "vqav2, textvqa, vizwiz, gqa, pope, mme, mmbench, scienceqa, seed"
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `score` command to the deco app."""
+    """Add the `score` and `eval` commands to the deco app."""
 
     @app.command("score")
     def score_command(
@@ -33,3 +34,53 @@ def register(app: typer.Typer) -> None:
 
         result = score(benchmark, preds, data, out_path=out, missing=missing)
         typer.echo(json.dumps(result, indent=2) if as_json else summarize(result))
+
+    @app.command("eval")
+    def eval_command(
+        model: Annotated[Path, typer.Option(help="A saved model folder, or a training run directory holding final/.")],
+        out: Annotated[Path, typer.Option(help="Prediction JSONL; an existing file of the same run is resumed.")],
+        benchmark: Annotated[str | None, typer.Option(help=f"Benchmark name, exactly one of: {_BENCHMARKS}.")] = None,
+        data: Annotated[Path | None, typer.Option(help="Annotation file or folder (names in src/deco/eval/README.md), "
+                                                       "or simplified JSONL.")] = None,
+        images: Annotated[Path | None, typer.Option(help="Folder the annotations' image paths are relative to "
+                                                         "(not needed for MMBench's TSV).")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Questions per generation batch (default: eval.batch_size, 8).")] = None,
+        max_new_tokens: Annotated[int | None, typer.Option(help="Longest answer in tokens (default: eval.max_new_tokens, 128).")] = None,
+        limit: Annotated[int | None, typer.Option(help="Only the first N questions (scored without the rest).")] = None,
+        template: Annotated[str | None, typer.Option(help="Conversation template: plain, vicuna_v1, chatml "
+                                                          "(default: the run's eval.template, else vicuna_v1).")] = None,
+        config: Annotated[Path | None, typer.Option(help="YAML config whose eval section gives the defaults "
+                                                         "(default: RUN/config.yaml when --model is a run).")] = None,
+        device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
+    ) -> None:
+        """Answer a benchmark's questions with greedy decoding, write one JSON line each, then score.
+
+        Prompts are LLaVA-1.5's for each benchmark. Lines are flushed per batch; rerunning with the same --out resumes without redoing answered questions (a line cut off by a crash is dropped). A prediction file of another benchmark, model, template or --max-new-tokens is an error, as are missing annotation or image files.
+        """
+        from deco.config import EvalSection, load_config
+        from deco.errors import ConfigError
+        from deco.eval.runner import EvalSettings, resolve_model_dir, run_eval, run_eval_defaults
+        from deco.eval.score import summarize
+
+        defaults = load_config(config).eval if config else run_eval_defaults(model) or EvalSection()
+        bench = benchmark or defaults.benchmark
+        annotations = data or (Path(defaults.data) if defaults.data else None)
+        if bench is None or annotations is None:
+            raise ConfigError("deco eval needs --benchmark and --data (or a config whose eval section sets them)")
+        image_dir = images or (Path(defaults.images) if defaults.images else None)
+        settings = EvalSettings(
+            benchmark=bench, data=annotations, out=out, images=image_dir,
+            batch_size=batch_size or defaults.batch_size, max_new_tokens=max_new_tokens or defaults.max_new_tokens,
+            template=template or defaults.template, limit=limit,
+        )
+        summary = run_eval(resolve_model_dir(model), settings, device=device, log=typer.echo)
+        rate = summary["questions_per_second"]
+        typer.echo(f"{summary['answered_now']} answered in {summary['seconds']:.1f} s"
+                   + (f" ({rate:.2f} questions/s, {summary['tokens_per_second']:.1f} tokens/s)" if rate else "")
+                   + f" on {summary['device']}; predictions in {summary['predictions']}")
+        for note in summary["notes"]:
+            typer.echo(f"note: {note}")
+        if summary["score"] is not None:
+            typer.echo(summarize(summary["score"]))
+        else:
+            typer.echo(f"not scored: {summary['score_error']}")

@@ -328,16 +328,17 @@ def build_hf_llava(model: DecoModel) -> LlavaForConditionalGeneration:
 
 def hf_image_processor(model: DecoModel) -> Any:
     """The HF image processor doing what deco's transform does (resize, crop/no crop, pad, normalise)."""
-    from transformers import LlavaImageProcessor
-
     transform = model.vision_tower.transform(model.pad_to_square)
     side = transform.size
     size = {"shortest_edge": side} if transform.crop else {"height": side, "width": side}
-    return LlavaImageProcessor(
-        size=size, crop_size={"height": side, "width": side}, do_center_crop=transform.crop,
-        do_pad=transform.pad_to_square, image_mean=list(transform.mean), image_std=list(transform.std),
-        resample=3,  # PIL bicubic, as deco's ImageTransform
-    )
+    with _quiet_transformers():  # without torchvision HF warns that it falls back to its PIL backend
+        from transformers import LlavaImageProcessor
+
+        return LlavaImageProcessor(
+            size=size, crop_size={"height": side, "width": side}, do_center_crop=transform.crop,
+            do_pad=transform.pad_to_square, image_mean=list(transform.mean), image_std=list(transform.std),
+            resample=3,  # PIL bicubic, as deco's ImageTransform
+        )
 
 
 def export_hf_llava(model: DecoModel, out: str | Path, template: str | None = None) -> Path:

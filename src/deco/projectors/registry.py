@@ -25,6 +25,12 @@ _PROJECTORS: dict[str, str] = {
     "pixel_shuffle": "deco.projectors.pixel_shuffle:PixelShuffleProjector",
     "ldpv2": "deco.projectors.ldpv2:LDPv2Projector",
     "tokenpacker": "deco.projectors.tokenpacker:TokenPackerProjector",
+    # Video (a time axis: grids (frames, h, w); see projectors/video.py).
+    "deco3d": "deco.projectors.video:Deco3DProjector",
+    "pllava": "deco.projectors.video:PLLaVAProjector",
+    "deco_temporal": "deco.projectors.video:TemporalPoolProjector",
+    "deco_spatial": "deco.projectors.video:SpatialPoolProjector",
+    "qformer_video": "deco.projectors.video:QFormerVideoProjector",
 }
 
 

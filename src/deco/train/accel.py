@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DistributedType
 
 from deco.config import TrainSection
 from deco.errors import ConfigError
+from deco.train.wrapper import PREFIX
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -31,18 +33,20 @@ def world_size() -> int:
     return PartialState(cpu=_force_cpu()).num_processes
 
 
-def make_accelerator(train: TrainSection, accum: int, find_unused: bool = True) -> Accelerator:
+def make_accelerator(train: TrainSection, accum: int) -> Accelerator:
     """An Accelerator for this run's precision and accumulation; DeepSpeed gets its batch sizes here."""
     state = PartialState(cpu=_force_cpu())
     if train.precision == "fp16" and state.device.type == "cpu":
         raise ConfigError("train.precision=fp16 needs a GPU; use bf16 or fp32 on CPU")
-    # Text-only batches leave the projector unused on some ranks; DDP must not wait for its gradients.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused)
+    if state.num_processes == 1:
+        # accelerate keeps one global state per process; a second run in the same process (tests, the
+        # demo's several projectors) may use another precision or accumulation.
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
     accelerator = Accelerator(
         cpu=_force_cpu(),
         mixed_precision=MIXED_PRECISION[train.precision],
         gradient_accumulation_steps=accum,
-        kwargs_handlers=[ddp],
         step_scheduler_with_optimizer=False,
     )
     if is_deepspeed(accelerator):
@@ -79,17 +83,17 @@ def _inner_optimizer(optimizer: Any) -> torch.optim.Optimizer:
 def trainable_state(accelerator: Accelerator, model: Any, names: list[str]) -> dict[str, torch.Tensor]:
     """Full (gathered) trainable weights by DecoModel name; collective, call on every process.
 
-    On non-main processes of a sharded run the result may be empty.
+    `model` is the prepared TrainingModel; on non-main processes of a sharded run the result may be empty.
     """
-    if is_deepspeed(accelerator):
-        full = accelerator.get_state_dict(model)
-        return {k: full[k] for k in names if k in full}
-    if accelerator.distributed_type == DistributedType.FSDP:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    if is_sharded(accelerator):
+        if is_deepspeed(accelerator):
+            full = accelerator.get_state_dict(model)
+        else:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return {k: full[k] for k in names if k in full}
-    params = dict(accelerator.unwrap_model(model).named_parameters())
+            full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return {k: full[PREFIX + k] for k in names if PREFIX + k in full}
+    params = dict(accelerator.unwrap_model(model).deco.named_parameters())
     return {k: params[k].detach() for k in names}
 
 

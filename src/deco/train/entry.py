@@ -27,6 +27,7 @@ from deco.train.runinfo import machine, versions
 from deco.train.setup import build_dataset, model_for_stage, resolve_resume, save_final, total_steps_for
 from deco.train.snapshot import load_optimizer, read_resume, save_checkpoint
 from deco.train.state import TrainState, restore_rng
+from deco.train.wrapper import TrainingModel
 
 
 def train_main(config_path: str | Path, overrides: list[str] | None = None, resume: bool | str = False) -> dict:
@@ -96,11 +97,9 @@ def run_training(
     if saved is not None:
         state = TrainState.from_dict(saved["state"])
         scheduler.load_state_dict(saved["scheduler"])
-    # Text-only samples leave the projector unused in some batches; only then must DDP look for that.
-    text_only = modality is None or any(n < 0 for n in modality)
-    accelerator = accel.make_accelerator(train, plan.accum, find_unused=text_only)
+    accelerator = accel.make_accelerator(train, plan.accum)
     set_train_modes(model, train)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = accelerator.prepare(TrainingModel(model), optimizer)
     if saved is not None and not load_optimizer(accelerator, model, optimizer, checkpoint, saved):
         reporter.info("warning: this checkpoint has no optimizer state (DeepSpeed run); AdamW moments restart")
 
@@ -108,7 +107,7 @@ def run_training(
         data,
         batch_sampler=StepBatchSampler(plan, accelerator.process_index, state.epoch, state.step_in_epoch,
                                        max(0, total - state.step)),
-        collate_fn=DataCollator.from_processor(accelerator.unwrap_model(model).processor()),
+        collate_fn=DataCollator.from_processor(accelerator.unwrap_model(model).deco.processor()),
         num_workers=config.data.num_workers,
         # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
         generator=torch.Generator().manual_seed(train.seed),
@@ -124,7 +123,8 @@ def run_training(
     reporter.info(
         f"{len(data)} samples ({skipped} skipped), {plan.steps_per_epoch} steps/epoch, {total} steps, "
         f"global batch {train.global_batch_size} = {world} process(es) x {plan.accum} accumulation x "
-        f"{train.per_device_batch_size}" + (f"; resuming at step {state.step} from {checkpoint}" if saved else "")
+        f"{train.per_device_batch_size} ({accelerator.distributed_type.value}, {accelerator.device}, "
+        f"precision {train.precision})" + (f"; resuming at step {state.step} from {checkpoint}" if saved else "")
     )
     extra = {"world_size": world, "accum": plan.accum, "total_steps": total}
     loop = Loop(
@@ -156,6 +156,7 @@ def run_training(
         "train_seconds": seconds,
         "world_size": world,
         "accum": plan.accum,
+        "backend": accelerator.distributed_type.value,
         "resumed_from": str(checkpoint) if checkpoint else None,
     }
     if main:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from deco.config import TrainSection
 from deco.model import DecoModel
 
@@ -26,6 +28,22 @@ def apply_stage(model: DecoModel, train: TrainSection) -> dict[str, tuple[int, i
     for name in COMPONENTS:
         getattr(model, name).requires_grad_(name in train_these)
     return model.component_parameters()
+
+
+def upcast_trainable(model: DecoModel) -> int:
+    """Keep trainable parameters in float32 (master weights) when the model was built in bf16/fp16.
+
+    A 2e-5 update to a bf16 weight is mostly rounded away, so trained tensors stay float32 and
+    train.precision=bf16 runs the compute in bf16 through autocast; frozen parts keep model.dtype
+    and their memory saving. (DeepSpeed casts the module to bf16 itself and keeps float32 copies
+    in its optimizer.) Returns how many parameters were upcast.
+    """
+    count = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+            count += param.numel()
+    return count
 
 
 def set_train_modes(model: DecoModel, train: TrainSection) -> None:

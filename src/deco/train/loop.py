@@ -95,9 +95,9 @@ class Loop:
             inputs = {k: (None if batch.get(k) is None else batch[k].to(device)) for k in MODEL_KEYS}
             labels = batch["labels"].to(device)
             with acc.accumulate(self.model):
-                out = self.model(**inputs, use_cache=False)
-                summed = summed_token_loss(out.logits, labels)
-                del out
+                logits = self.model(**inputs)  # [B, T, V]
+                summed = summed_token_loss(logits, labels)
+                del logits
                 acc.backward(summed * scale)
             summed = summed.detach()
             if not torch.isfinite(summed):

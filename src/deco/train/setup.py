@@ -6,15 +6,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+from transformers.utils import logging as hf_logging
+
 from deco.config import Config
 from deco.data import ConversationDataset
 from deco.errors import ConfigError
 from deco.model import DecoModel, build_model, load_projector_weights, save_model
+from deco.model.llm import DTYPES
 from deco.model.vision import VisionTower
 from deco.train import accel
 from deco.train.batches import BatchPlan
 from deco.train.checkpoint import PROJECTOR_FILE, TRAINABLE_FILE, atomic_directory, latest_checkpoint
-from deco.train.freeze import apply_stage
+from deco.train.freeze import apply_stage, upcast_trainable
 from deco.train.snapshot import load_trainable
 from deco.train.state import seed_everything
 
@@ -56,6 +59,7 @@ def model_for_stage(
     if train.stage1_checkpoint:
         load_projector_weights(model.projector, stage1_projector_file(train.stage1_checkpoint))
     counts = apply_stage(model, train)
+    upcast_trainable(model)
     if train.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.llm.config.use_cache = False
@@ -92,7 +96,7 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
     Collective: every process calls it. Returns the folder on the main process.
     """
     target = Path(config.train.output_dir) / "final"
-    unwrapped: DecoModel = accelerator.unwrap_model(model)
+    unwrapped: DecoModel = accelerator.unwrap_model(model).deco
     if accel.is_sharded(accelerator):
         names = [n for n, p in unwrapped.named_parameters() if p.requires_grad]
         weights = accel.trainable_state(accelerator, model, names)
@@ -102,7 +106,15 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
             copy.load_state_dict(weights, strict=False)
             unwrapped = copy
     if accelerator.is_main_process:
-        with atomic_directory(target) as tmp:
-            save_model(unwrapped, tmp)
+        unwrapped.to(DTYPES[config.model.dtype])  # float32 master weights back to the model's dtype
+        bars = hf_logging.is_progress_bar_enabled()
+        if config.train.quiet:
+            hf_logging.disable_progress_bar()  # HF's "Writing model shards" bar
+        try:
+            with atomic_directory(target) as tmp:
+                save_model(unwrapped, tmp)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
     accelerator.wait_for_everyone()
     return target if accelerator.is_main_process else None

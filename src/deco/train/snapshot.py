@@ -59,7 +59,7 @@ def save_checkpoint(
 
     Refuses (DecoError) to write non-finite weights. Returns the folder on the main process.
     """
-    unwrapped: DecoModel = accelerator.unwrap_model(model)
+    unwrapped: DecoModel = accelerator.unwrap_model(model).deco
     names = trainable_names(unwrapped)
     weights = accel.trainable_state(accelerator, model, names)
     optim = accel.optimizer_state(accelerator, model, optimizer)

@@ -121,6 +121,12 @@ def resolve_route(projector: Projector, route: str) -> str:
     return route
 
 
+def check_chunk_size(chunk_size: int) -> None:
+    """Tokens explained per backward pass must be a positive int."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk_size must be a positive int (tokens per backward pass), got {chunk_size!r}")
+
+
 @contextlib.contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
     """Dropout off while explaining; the module's training flags are restored afterwards."""
@@ -140,6 +146,7 @@ def query_to_patch(
     if features.dim() != 3 or features.shape[1] != grid[0] * grid[1]:
         raise ShapeError(f"features must be [I, N={grid[0] * grid[1]}, Dv], got {tuple(features.shape)}")
     route = resolve_route(projector, route)
+    check_chunk_size(chunk_size)
     m = projector.num_tokens(grid)
     dtype = next(projector.parameters(), features).dtype
     features = features.detach().to(dtype)
@@ -151,7 +158,7 @@ def query_to_patch(
         with eval_mode(projector), torch.enable_grad():
             raw = torch.stack([
                 torch.cat([explain(projector, image, grid, list(range(s, min(s + chunk_size, m))))
-                           for s in range(0, m, max(1, chunk_size))])
+                           for s in range(0, m, chunk_size)])
                 for image in features
             ])  # [I, M, N]
     return QueryPatchMap(row_normalise(raw), raw, route, projector.name, grid, output_grid(projector, grid))

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deco.analysis.query_to_patch import QueryPatchMap, query_to_patch
-from deco.analysis.text_to_query import (
+from deco.analysis.query_patch import QueryPatchMap, query_to_patch
+from deco.analysis.text_query import (
     DEFAULT_TEMPLATE,
     TextQueryMap,
     answer_text,
@@ -91,19 +91,23 @@ def group_words(pieces: list[str], special: list[bool]) -> list[Word]:
     """Group token pieces into words: a piece starting with whitespace opens a new word."""
     words: list[Word] = []
     open_word = False
+    pending: list[int] = []  # tokens with no text of their own yet (bytes of an unfinished character)
     for k, (piece, is_special) in enumerate(zip(pieces, special, strict=True)):
         if is_special:
             open_word = False
-            continue
-        if not piece.strip():
+        elif piece == "":
+            pending.append(k)
+        elif not piece.strip():
             open_word = False
-            continue
-        if open_word and not piece[:1].isspace():
+            pending = []
+        elif open_word and not piece[:1].isspace():
             words[-1].text += piece
-            words[-1].tokens.append(k)
+            words[-1].tokens += pending + [k]
+            pending = []
         else:
-            words.append(Word(piece.strip(), [k]))
+            words.append(Word(piece.strip(), pending + [k]))
             open_word = True
+            pending = []
     return words
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from deco.analysis.hooks import eager_attention, llm_attention_module_names
-from deco.analysis.query_to_patch import eval_mode
+from deco.analysis.query_patch import check_chunk_size, eval_mode
 from deco.analysis.relevance import decoder_row, head_mean_relevance, row_normalise
 from deco.errors import ConfigError, DataError, ShapeError
 from deco.model.multimodal import DecoModel
@@ -64,7 +64,9 @@ def token_pieces(tokenizer: object, ids: list[int]) -> list[str]:
     pieces, previous = [], ""
     for k in range(len(ids)):
         text = decode(ids[: k + 1], skip_special_tokens=False)
-        # An incomplete UTF-8 sequence changes earlier characters; fall back to the token alone.
+        if text.endswith("\ufffd") and k + 1 < len(ids):
+            pieces.append("")  # a byte of an unfinished character: its text arrives with a later token
+            continue
         pieces.append(text[len(previous):] if text.startswith(previous) else decode(ids[k : k + 1]))
         previous = text
     return pieces
@@ -94,6 +96,7 @@ def text_to_query(
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ShapeError(f"input_ids must be one sequence [1, T], got {tuple(input_ids.shape)}")
+    check_chunk_size(chunk_size)
     t = input_ids.shape[1]
     if not 0 < answer_start < t:
         raise DataError(f"no answer tokens to explain (answer starts at {answer_start} of {t} tokens)")
@@ -108,7 +111,7 @@ def text_to_query(
     ids = input_ids[0, answer_start:].tolist()
     rows = []
     with eval_mode(model), eager_attention(model.llm), torch.enable_grad():
-        for s in range(0, len(ids), max(1, chunk_size)):
+        for s in range(0, len(ids), chunk_size):
             positions = torch.arange(answer_start + s, answer_start + min(s + chunk_size, len(ids)))
             rows.append(_explain_positions(model, embeds, input_ids[0], positions)[:, image_positions])
     raw = torch.cat(rows)  # [J, M]

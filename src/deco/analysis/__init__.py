@@ -1,0 +1,51 @@
+"""Relevance analysis (R-GAE after Chefer et al. 2021), visual-token metrics and figures.
+
+Flow: `query_to_patch` (projector tokens -> patches: exact pooling matrix, attention relevance, or
+input-gradient sensitivity) and `text_to_query` (answer tokens -> visual tokens, through the LLM)
+compose into Text-to-Patch in `explain`; `compare_projectors` measures redundancy, coverage and
+spatial fidelity over images; `figures` draws them; `deco analyze` (cli.py) runs it all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Lazy exports: `deco --help` imports deco.analysis.cli, which must not pull in torch and transformers.
+_EXPORTS = {
+    "compare_projectors": "compare", "markdown_table": "compare", "projector_metrics": "compare",
+    "write_table": "compare", "Explanation": "explanation", "Word": "explanation", "explain": "explanation",
+    "model_query_to_patch": "explanation", "coverage": "metrics", "redundancy": "metrics",
+    "relevance_centres": "metrics", "spatial_fidelity": "metrics", "QueryPatchMap": "query_patch",
+    "default_route": "query_patch", "output_grid": "query_patch", "query_to_patch": "query_patch",
+    "TextQueryMap": "text_query", "build_prompt": "text_query", "text_to_query": "text_query",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'deco.analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"deco.analysis.{_EXPORTS[name]}"), name)
+
+
+__all__ = [
+    "Explanation",
+    "QueryPatchMap",
+    "TextQueryMap",
+    "Word",
+    "build_prompt",
+    "compare_projectors",
+    "coverage",
+    "default_route",
+    "explain",
+    "markdown_table",
+    "model_query_to_patch",
+    "output_grid",
+    "projector_metrics",
+    "query_to_patch",
+    "redundancy",
+    "relevance_centres",
+    "spatial_fidelity",
+    "text_to_query",
+    "write_table",
+]

@@ -1,0 +1,342 @@
+"""`deco bench` end to end: check, estimate, build, count, time (interleaved), compare, assemble."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from deco.bench.compare import add_ratios
+from deco.bench.estimate import estimate_memory, refuse_if_too_big, vision_geometry
+from deco.bench.extrapolate import extrapolate_variant
+from deco.bench.flops import FlopRecorder, component_roots
+from deco.bench.inference import kv_bytes_per_token, prefill_and_decode
+from deco.bench.layerclock import LayerClock, LayerMemory
+from deco.bench.machine import describe_machine
+from deco.bench.memory import MemoryProbe, available_memory, gib
+from deco.bench.notes import standard_notes
+from deco.bench.peer import build_peer, compare_logits, time_forwards
+from deco.bench.sizes import SizeSpec, get_size, with_overrides
+from deco.bench.timing import interleave, summarize
+from deco.bench.workload import Variant, Workbench, set_stage, trainable_parameters, variant_plan
+from deco.errors import ConfigError
+from deco.model.llm import DTYPES
+from deco.projectors import get_projector_class, projector_names
+
+SCHEMA = "deco-bench/1"
+BASELINE = "mlp"
+TIMED = ("projector_fwd_bwd", "train_stage1", "train_stage2", "prefill", "decode_token")
+
+
+@dataclass
+class BenchOptions:
+    """What `deco bench` was asked for; None fields take the size's defaults."""
+
+    size: str = "tiny"
+    projectors: list[str] | None = None
+    tokens: list[int] | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    repeats: int | None = None
+    warmup: int | None = None
+    batch_size: int | None = None
+    vision: str | None = None
+    llm: str | None = None
+    proxy_layers: int = 2
+    peer: bool = True
+    peer_repeats: int | None = None
+    memory_budget_gib: float | None = None
+    threads: int | None = None
+    notes: list[str] = field(default_factory=list)
+    seed: int = 0
+
+
+def check_options(opts: BenchOptions) -> SizeSpec:
+    """Validate device, dtype, projector names and counts; return the resolved size spec."""
+    if opts.device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu or cuda, got '{opts.device}'")
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device cuda was asked for but no CUDA device is available (torch {torch.__version__}, "
+            f"built with CUDA {torch.version.cuda or 'none'}); run with --device cpu"
+        )
+    if opts.dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got '{opts.dtype}'")
+    for name, value in (("repeats", opts.repeats), ("batch-size", opts.batch_size), ("threads", opts.threads),
+                        ("peer-repeats", opts.peer_repeats)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}")
+    if opts.warmup is not None and opts.warmup < 0:
+        raise ConfigError(f"--warmup must be 0 or more, got {opts.warmup}")
+    spec = get_size(opts.size, opts.proxy_layers)
+    projectors = opts.projectors or spec.projectors
+    if projectors == ["all"]:
+        projectors = projector_names()
+    for name in projectors:
+        get_projector_class(name)  # ConfigError naming the valid projectors
+    # mlp at the full patch count is the baseline every ratio is taken against.
+    projectors = [BASELINE] + [p for p in dict.fromkeys(projectors) if p != BASELINE]
+    for t in opts.tokens or []:
+        if t < 1:
+            raise ConfigError(f"--tokens must be positive, got {t}")
+    return with_overrides(
+        spec, projectors=projectors, tokens=opts.tokens, repeats=opts.repeats, warmup=opts.warmup,
+        batch_size=opts.batch_size, peer_repeats=opts.peer_repeats,
+    )
+
+
+def _extrapolating(spec: SizeSpec, opts: BenchOptions) -> dict[str, int] | None:
+    # Only the towers the size builds are truncated; a named --vision/--llm is the real thing.
+    if spec.extrapolate_to is None:
+        return None
+    return {
+        "vision_layers": spec.extrapolate_to["vision_layers"] if opts.vision is None else None,
+        "llm_layers": spec.extrapolate_to["llm_layers"] if opts.llm is None else None,
+    }
+
+
+def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole benchmark and return the bench.json dict."""
+    spec = check_options(opts)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    dv, grid = vision_geometry(spec, opts.vision)
+    plan = variant_plan(spec.projectors, spec.tokens, grid, spec.projector_options)
+    estimate = estimate_memory(spec, plan, opts.dtype, opts.vision, opts.llm)
+    available = available_memory(opts.device)
+    if opts.memory_budget_gib is not None:
+        available = int(opts.memory_budget_gib * 2**30)
+    refuse_if_too_big(estimate, available, "the GPU" if opts.device == "cuda" else "this machine")
+    log(f"estimated memory {gib(estimate['total_bytes'])} of {gib(available)} available; "
+        f"{len(plan)} configurations: {', '.join(k for k, _, _ in plan)}")
+
+    wb = Workbench(spec, opts.device, opts.dtype, opts.vision, opts.llm, opts.seed)
+    for key, name, options in plan:
+        wb.add_variant(key, name, options)
+    wb.prime_optimizers()
+    extrap = _extrapolating(spec, opts)
+    clocks = _clocks(wb) if extrap else None
+
+    started = dt.datetime.now(dt.timezone.utc)
+    load_start = _load_average()
+    log("counting FLOPs and memory (one instrumented pass per configuration)")
+    static = {key: _instrumented_pass(wb, v, clocks is not None) for key, v in wb.variants.items()}
+    log(f"timing: {spec.warmup} warm-up + {spec.repeats} rounds, configurations interleaved")
+    jobs = {key: _job(wb, v, clocks) for key, v in wb.variants.items()}
+    samples = interleave(jobs, spec.repeats, spec.warmup, on_round=lambda r, n: log(f"  round {r}/{n}"))
+
+    variants = [_variant_record(wb, v, static[key], samples[key], extrap) for key, v in wb.variants.items()]
+    baseline = next(r for r in variants if r["projector"] == BASELINE)
+    add_ratios(variants, baseline)
+    peer = _peer(wb, spec, log) if opts.peer else None
+    data = {
+        "schema": SCHEMA,
+        "created": started.isoformat(timespec="seconds"),
+        "duration_s": (dt.datetime.now(dt.timezone.utc) - started).total_seconds(),
+        "machine": {**describe_machine(opts.device), "load_average_start": load_start,
+                    "load_average_end": _load_average()},
+        "settings": _settings(wb, spec, opts, grid, extrap),
+        "memory_estimate": estimate,
+        "baseline": baseline["key"],
+        "variants": variants,
+        "peer": peer,
+        "notes": list(opts.notes),
+    }
+    data["notes"] += standard_notes(data)
+    return data
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages: how busy the machine was (other processes add timing noise)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _clocks(wb: Workbench) -> dict[str, Any]:
+    llm_layers = wb.llm.model.layers
+    vision_layers = wb.tower.model.vision_model.encoder.layers
+    return {
+        "llm": LayerClock(llm_layers, wb.device),
+        "vision": LayerClock(vision_layers, wb.device),
+        "llm_memory": LayerMemory(llm_layers),
+    }
+
+
+def _instrumented_pass(wb: Workbench, v: Variant, per_layer: bool) -> dict[str, Any]:
+    """One untimed run of every measured step under the FLOP counter and the memory probe."""
+    rec = FlopRecorder(component_roots(v.model))
+    memory: dict[str, int] = {}
+    layer_bytes: dict[str, float] = {}
+    with rec.phase("projector_fwd_bwd"), MemoryProbe(wb.device) as probe:
+        wb.projector_step(v)
+    memory["projector_fwd_bwd"] = probe.peak
+    for stage in (1, 2):
+        name = f"train_stage{stage}"
+        with rec.phase(name), MemoryProbe(wb.device) as probe:
+            ctx = LayerMemory(wb.llm.model.layers).measure(probe) if per_layer else contextlib.nullcontext({})
+            with ctx as got:
+                wb.train_step(v, stage)
+        memory[name] = probe.peak
+        layer_bytes[name] = got.get("bytes", 0.0)
+    set_stage(v.model, None)
+    with rec.phase("forward"), torch.no_grad():
+        v.model(**{k: x for k, x in v.train_batch.items() if k != "labels"})
+    seen: dict[str, Any] = {}
+    probes: dict[str, MemoryProbe] = {}
+
+    @contextlib.contextmanager
+    def phase(name: str) -> Iterator[None]:
+        with rec.phase(name):
+            if name == "prefill":
+                with MemoryProbe(wb.device) as p:
+                    yield
+                probes[name] = p
+            else:
+                yield
+
+    prefill_and_decode(v.model, v.prompt_batch, wb.spec.new_tokens, phase, seen)
+    memory["prefill"] = probes["prefill"].peak
+    return {"flops": rec.flops, "memory": memory, "layer_activation_bytes": layer_bytes, "cache": seen}
+
+
+def _job(wb: Workbench, v: Variant, clocks: dict[str, Any] | None) -> Callable[[], dict[str, float]]:
+    """One round's measurements for a variant: every step kind, each timing itself."""
+
+    def run() -> dict[str, float]:
+        got: dict[str, float] = {"projector_fwd_bwd": wb.projector_step(v)}
+        for stage in (1, 2):
+            name = f"train_stage{stage}"
+            with _layer_clocks(clocks, got, name):
+                got[name] = wb.train_step(v, stage)
+        set_stage(v.model, None)
+
+        @contextlib.contextmanager
+        def phase(name: str) -> Iterator[None]:
+            label = "decode_token" if name == "decode" else name
+            with _layer_clocks(clocks, got, label, wb.spec.new_tokens if name == "decode" else 1):
+                yield
+
+        got.update(prefill_and_decode(v.model, v.prompt_batch, wb.spec.new_tokens, phase))
+        return got
+
+    return run
+
+
+@contextlib.contextmanager
+def _layer_clocks(clocks: dict[str, Any] | None, got: dict[str, float], label: str, per: int = 1) -> Iterator[None]:
+    if clocks is None:
+        yield
+        return
+    with clocks["llm"].measure() as llm_t, clocks["vision"].measure() as vis_t:
+        yield
+    got[f"{label}.llm_layer"] = llm_t["seconds"] / per
+    got[f"{label}.vision_layer"] = vis_t["seconds"] / per
+
+
+def _variant_record(
+    wb: Workbench, v: Variant, static: dict[str, Any], samples: dict[str, list[float]], extrap: dict | None
+) -> dict[str, Any]:
+    model = v.model
+    counts = model.component_parameters()
+    flops = static["flops"]
+    flops["decode_token"] = _scaled(flops.pop("decode"), 1.0 / wb.spec.new_tokens)
+    weights = wb.weight_bytes(v)
+    memory: dict[str, Any] = {"projector_fwd_bwd": {"dynamic_peak": static["memory"]["projector_fwd_bwd"]}}
+    for stage in (1, 2):
+        name = f"train_stage{stage}"
+        opt = wb.optimizer_state_bytes(v, stage)
+        dyn = static["memory"][name]
+        memory[name] = {"weights": weights, "optimizer_state": opt, "dynamic_peak": dyn, "peak": weights + opt + dyn}
+    dyn = static["memory"]["prefill"]
+    memory["prefill"] = {"weights": weights, "optimizer_state": 0, "dynamic_peak": dyn, "peak": weights + dyn}
+    time_s = {m: summarize(samples.get(m, [])) for m in TIMED}
+    decode = time_s["decode_token"]["median"]
+    per_token = kv_bytes_per_token(wb.llm)
+    record: dict[str, Any] = {
+        "key": v.key,
+        "projector": v.projector,
+        "options": {k: list(x) if isinstance(x, tuple) else x for k, x in v.options.items()},
+        "tokens": v.tokens,
+        "params": {
+            "projector": counts["projector"][0],
+            "vision_tower": counts["vision_tower"][0],
+            "llm": counts["llm"][0],
+            "total": sum(c[0] for c in counts.values()),
+            "trainable_stage1": trainable_parameters(model, 1),
+            "trainable_stage2": trainable_parameters(model, 2),
+        },
+        "flops": flops,
+        "time_s": time_s,
+        "decode_tokens_per_s": (1.0 / decode) if decode else None,
+        "memory_bytes": memory,
+        "kv_cache": {
+            "bytes_per_token": per_token,
+            "visual_bytes_per_image": per_token * v.tokens,
+            "prompt_tokens": static["cache"]["prompt_tokens"],
+            "measured_prompt_bytes": static["cache"]["cache_bytes"],
+        },
+    }
+    if extrap:
+        record["extrapolated"] = extrapolate_variant(wb, record, static, samples, extrap)
+    return record
+
+
+def _scaled(flops: dict[str, Any], factor: float) -> dict[str, Any]:
+    """FLOP split (and its per-layer block) times `factor`: decode FLOPs per generated token."""
+    out: dict[str, Any] = {}
+    for key, value in flops.items():
+        if isinstance(value, dict):
+            out[key] = _scaled(value, factor)
+        else:
+            out[key] = value * factor if value is not None else None
+    return out
+
+
+def _peer(wb: Workbench, spec: SizeSpec, log: Callable[[str], None]) -> dict[str, Any]:
+    base = next(v for v in wb.variants.values() if v.projector == BASELINE)
+    log(f"peer: HF LlavaForConditionalGeneration vs our {base.key}, {spec.peer_repeats} interleaved forwards")
+    set_stage(base.model, None)
+    peer = build_peer(base.model)
+    batch = base.train_batch
+    out = compare_logits(base.model, peer, batch)
+    out.update(time_forwards(base.model, peer, batch, spec.peer_repeats, warmup=1))
+    out["logits_match_1e-5"] = out["max_abs_logit_diff"] <= 1e-5
+    out["variant"] = base.key
+    out["sequence_tokens"] = int(batch["input_ids"].shape[1])
+    out["weights"] = "vision tower and LLM modules shared with ours; projector copied mlp.0/mlp.2 -> linear_1/linear_2"
+    return out
+
+
+def _settings(wb: Workbench, spec: SizeSpec, opts: BenchOptions, grid: tuple[int, int], extrap: dict | None) -> dict[str, Any]:
+    lcfg = wb.llm.config
+    return {
+        "size": spec.name,
+        "device": opts.device,
+        "dtype": opts.dtype,
+        "batch_size": spec.batch_size,
+        "train_text_tokens": spec.train_text_tokens,
+        "prompt": spec.prompt,
+        "new_tokens": spec.new_tokens,
+        "repeats": spec.repeats,
+        "warmup": spec.warmup,
+        "threads": torch.get_num_threads(),
+        "seed": opts.seed,
+        "input_grid": list(grid),
+        "input_patches": grid[0] * grid[1],
+        "projectors": spec.projectors,
+        "tokens": spec.tokens,
+        "projector_options": spec.projector_options,
+        "vision": opts.vision or {"arch": spec.vision_arch, **spec.vision_config},
+        "llm": opts.llm or {"arch": spec.llm_arch, **spec.llm_config, "vocab_size": lcfg.vocab_size},
+        "measured_layers": {"vision": wb.tower.model.config.num_hidden_layers, "llm": lcfg.num_hidden_layers},
+        "extrapolated_to": extrap,
+        "optimizer": "AdamW (stage 1 lr 1e-3: projector; stage 2 lr 2e-5: projector + LLM); vision tower frozen",
+        "attention": "sdpa",
+    }

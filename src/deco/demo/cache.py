@@ -1,0 +1,117 @@
+"""The demo's cached assets: dataset (images + LLaVA JSON + tokenizer) and the pretrained encoder.
+
+Each lives in a folder named by a hash of the settings that produce it, so a second run with the same
+settings starts at once and a changed setting builds a new folder. A folder is built under a temp
+name and renamed when complete: an interrupted build is never mistaken for a cached one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from deco.demo.settings import DemoSettings
+
+# Bump when scenes, questions, tokenizer or encoder code change what they produce.
+ASSET_VERSION = 1
+DONE = "asset.json"
+
+
+def default_cache_dir() -> Path:
+    """$DECO_CACHE/demo, else $XDG_CACHE_HOME/deco/demo, else ~/.cache/deco/demo."""
+    if os.environ.get("DECO_CACHE"):
+        return Path(os.environ["DECO_CACHE"]) / "demo"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "deco" / "demo"
+
+
+def _key(kind: str, parts: dict[str, Any]) -> str:
+    blob = json.dumps({"kind": kind, "version": ASSET_VERSION, **parts}, sort_keys=True)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Assets:
+    """Paths of the cached assets and what their builders reported."""
+
+    data_dir: Path
+    encoder_dir: Path
+    tokenizer_dir: Path
+    data_summary: dict[str, Any]
+    encoder_report: dict[str, Any]
+    built: list[str]
+
+    @property
+    def images(self) -> Path:
+        """Image folder the JSON files' paths are relative to."""
+        return self.data_dir / "images"
+
+
+def _cached(
+    root: Path, name: str, rebuild: bool, build: Callable[[Path], dict[str, Any]]
+) -> tuple[Path, dict[str, Any], bool]:
+    """Return (folder, report, built_now); build into a temp folder and rename when complete."""
+    target = root / name
+    if target.is_dir() and (target / DONE).is_file() and not rebuild:
+        return target, json.loads((target / DONE).read_text(encoding="utf-8")), False
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        report = build(tmp)
+        (tmp / DONE).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target, report, True
+
+
+def prepare_assets(
+    settings: DemoSettings,
+    cache_dir: str | Path,
+    rebuild: bool = False,
+    status: Callable[[str], None] = lambda _: None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Assets:
+    """Dataset and encoder for these settings, from the cache or built now."""
+    from deco.demo.dataset import TEST, TRAIN, split_scenes, write_dataset
+    from deco.demo.encoder import pretrain_encoder, save_encoder
+    from deco.demo.vocab import build_demo_tokenizer
+
+    root = Path(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scenes = asdict(settings.scenes)
+    built = []
+
+    def build_data(folder: Path) -> dict[str, Any]:
+        status(f"rendering {settings.scenes.train_images} training and {settings.scenes.test_images} test images")
+        summary = write_dataset(folder, settings.scenes)
+        build_demo_tokenizer(folder / "tokenizer")
+        return summary
+
+    data_dir, summary, fresh = _cached(root, _key("data", {"scenes": scenes}), rebuild, build_data)
+    if fresh:
+        built.append("dataset")
+
+    def build_encoder(folder: Path) -> dict[str, Any]:
+        status(f"pretraining the tiny ViT encoder ({settings.encoder.pretrain_steps} steps)")
+        train = split_scenes(settings.scenes, TRAIN)[: settings.encoder.pretrain_images]
+        test = split_scenes(settings.scenes, TEST)[:100]
+        tower, report = pretrain_encoder(train, test, settings.scenes.image_size, settings.encoder, progress)
+        save_encoder(tower, report, folder)
+        return report
+
+    enc_key = _key("encoder", {"scenes": scenes, "encoder": asdict(settings.encoder)})
+    encoder_dir, report, fresh = _cached(root, enc_key, rebuild, build_encoder)
+    if fresh:
+        built.append("encoder")
+    return Assets(data_dir, encoder_dir, data_dir / "tokenizer", summary, report, built)

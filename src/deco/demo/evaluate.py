@@ -1,0 +1,89 @@
+"""Held-out evaluation: greedy answers from `DecoModel.generate`, exact match per question family.
+
+Each test question is asked on its own, as the first turn of a `vicuna_v1` conversation with its
+image (the prompt `render_prompt` builds, which is the prefix the model was trained on).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deco.data import load_image, render_prompt
+from deco.demo.questions import FAMILIES, LOCALISATION, SPATIAL
+from deco.model import DecoModel
+from deco.model.tokenizer import IMAGE_TOKEN
+
+TEMPLATE = "vicuna_v1"
+
+
+def load_test(path: str | Path, max_images: int | None = None) -> list[dict[str, Any]]:
+    """Test questions as {id, image, family, question, answer}; optionally only the first images."""
+    out, images = [], []
+    for rec in json.loads(Path(path).read_text(encoding="utf-8")):
+        if rec["image"] not in images:
+            if max_images is not None and len(images) == max_images:
+                break
+            images.append(rec["image"])
+        question = rec["conversations"][0]["value"].replace(IMAGE_TOKEN, "").strip()
+        out.append({"id": rec["id"], "image": rec["image"], "family": rec["family"], "question": question,
+                    "answer": rec["conversations"][1]["value"]})
+    return out
+
+
+def normalize(text: str) -> str:
+    """Lowercase, trim, drop a trailing period (GQA's rule for short answers)."""
+    return text.strip().lower().rstrip(".").strip()
+
+
+@torch.no_grad()
+def answer_all(
+    model: DecoModel,
+    questions: list[dict[str, Any]],
+    image_folder: str | Path,
+    batch_size: int = 64,
+    max_new_tokens: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Greedy answers to every question, in order."""
+    model.eval()
+    processor = model.processor()
+    cache: dict[str, Any] = {}
+    answers: list[str] = []
+    for start in range(0, len(questions), batch_size):
+        chunk = questions[start : start + batch_size]
+        prompts = [render_prompt(TEMPLATE, q["question"], num_images=1) for q in chunk]
+        images = []
+        for q in chunk:
+            if q["image"] not in cache:
+                cache[q["image"]] = load_image(Path(image_folder) / q["image"])
+            images.append(cache[q["image"]])
+        batch = processor(prompts, images)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        answers += [t.strip() for t in model.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        if progress is not None:
+            progress(len(chunk))
+    return answers
+
+
+def score(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]:
+    """Exact-match accuracy per family, overall (mean over questions), spatial and localisation."""
+    hits: dict[str, list[float]] = defaultdict(list)
+    for q, a in zip(questions, answers, strict=True):
+        hits[q["family"]].append(float(normalize(a) == normalize(q["answer"])))
+    families = {f: sum(v) / len(v) for f in FAMILIES if (v := hits.get(f))}
+    every = [h for v in hits.values() for h in v]
+    spatial = [h for f in SPATIAL for h in hits.get(f, [])]
+    local = [h for f in LOCALISATION for h in hits.get(f, [])]
+    return {
+        "overall": sum(every) / len(every) if every else 0.0,
+        "spatial": sum(spatial) / len(spatial) if spatial else 0.0,
+        "localisation": sum(local) / len(local) if local else 0.0,
+        "families": families,
+        "questions": len(every),
+    }

@@ -1,0 +1,171 @@
+"""LoRA on the LLM for stage 2 (PEFT), optional QLoRA, merging for export, and adapter checkpoints.
+
+The order in a stage-2 setup: build the model, load the stage-1 projector, `apply_stage` (which sets
+requires_grad per component), then `apply_lora` (which freezes the LLM's base weights and leaves only
+the adapters trainable in it), then build the optimizer. Checkpoints hold the adapters
+(`save_lora`, PEFT's own safetensors format) beside the projector; a resume repeats the setup and
+calls `load_lora`. Before `save_model` or an HF export, `merge_lora` folds the adapters into plain
+weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from deco.config import LoRASection
+from deco.errors import ConfigError
+from deco.model import DecoModel
+
+log = logging.getLogger(__name__)
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise ConfigError(
+            "train.lora.enabled needs the 'peft' package: pip install 'deco-vlm[lora]' (or pip install peft)"
+        ) from None
+    return peft
+
+
+def has_lora(model: DecoModel) -> bool:
+    """True when the model's LLM is wrapped with (unmerged) PEFT adapters."""
+    return hasattr(model.llm, "peft_config")
+
+
+def require_qlora_support() -> None:
+    """Raise a ConfigError unless bitsandbytes is installed and a CUDA GPU is visible."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "train.lora.quantize_4bit (QLoRA) needs the 'bitsandbytes' package (pip install bitsandbytes); "
+            "set train.lora.quantize_4bit=false to train plain LoRA"
+        ) from None
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "train.lora.quantize_4bit (QLoRA) needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible. "
+            "Set train.lora.quantize_4bit=false to train plain LoRA"
+        )
+
+
+def qlora_quantization_config(compute_dtype: torch.dtype = torch.bfloat16) -> Any:
+    """The BitsAndBytesConfig QLoRA loads the LLM with (NF4, double quantisation), after checking support."""
+    require_qlora_support()
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def _linear_suffixes(llm: torch.nn.Module) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name, m in llm.named_modules()
+                   if isinstance(m, torch.nn.Linear) and "." in name})
+
+
+def apply_lora(model: DecoModel, lora: LoRASection, gradient_checkpointing: bool = False) -> DecoModel:
+    """Wrap `model.llm` with LoRA adapters on `lora.target_modules`; base LLM weights are frozen.
+
+    Returns the model (changed in place). Other components keep their requires_grad.
+    """
+    peft = _peft()
+    if has_lora(model):
+        raise ConfigError("the model's LLM already has LoRA adapters")
+    if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+        raise ConfigError(
+            f"train.lora: rank and alpha must be positive and dropout in [0, 1); got rank={lora.rank}, "
+            f"alpha={lora.alpha}, dropout={lora.dropout}"
+        )
+    present = _linear_suffixes(model.llm)
+    missing = sorted(set(lora.target_modules) - set(present))
+    if not lora.target_modules or missing:
+        raise ConfigError(
+            f"train.lora.target_modules {missing or lora.target_modules} match no linear layer of the LLM "
+            f"({type(model.llm).__name__}); its linear layers are named: {', '.join(present)}"
+        )
+    if lora.quantize_4bit:
+        require_qlora_support()
+        if not getattr(model.llm, "is_loaded_in_4bit", False):
+            raise ConfigError(
+                "train.lora.quantize_4bit=true but the LLM was not loaded in 4 bit: it must be loaded from a "
+                "checkpoint with quantization_config=deco.interop.lora.qlora_quantization_config()"
+            )
+        model.llm = peft.prepare_model_for_kbit_training(
+            model.llm, use_gradient_checkpointing=gradient_checkpointing
+        )
+    config = peft.LoraConfig(
+        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+    model.llm = peft.get_peft_model(model.llm, config)
+    trainable = sum(p.numel() for p in model.llm.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.llm.parameters())
+    log.info("LoRA r=%d alpha=%d on %s: %s of %s LLM parameters trainable", lora.rank, lora.alpha,
+             ",".join(lora.target_modules), f"{trainable:,}", f"{total:,}")
+    return model
+
+
+def merge_lora(model: DecoModel) -> DecoModel:
+    """Fold the adapters into the LLM's weights and drop PEFT, so save_model / export write plain weights."""
+    if not has_lora(model):
+        return model
+    if getattr(model.llm, "is_loaded_in_4bit", False):
+        raise ConfigError(
+            "cannot merge LoRA into a 4-bit LLM without losing precision: save the adapters with save_lora, "
+            "load the model in 16/32 bit, apply_lora + load_lora, then merge_lora"
+        )
+    model.llm = model.llm.merge_and_unload()
+    return model
+
+
+def lora_state_dict(model: DecoModel) -> dict[str, torch.Tensor]:
+    """The adapter weights only (PEFT key names, no adapter name), for checkpoints."""
+    peft = _peft()
+    if not has_lora(model):
+        raise ConfigError("the model has no LoRA adapters to save")
+    return {k: v.detach().contiguous().clone() for k, v in peft.get_peft_model_state_dict(model.llm).items()}
+
+
+def save_lora(model: DecoModel, directory: str | Path) -> Path:
+    """Write adapter_model.safetensors + adapter_config.json (PEFT's format; PeftModel.from_pretrained reads it)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(lora_state_dict(model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    config = model.llm.peft_config["default"].to_dict()
+    config = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
+    (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    return directory
+
+
+def load_lora(model: DecoModel, directory: str | Path) -> None:
+    """Load adapter weights saved by save_lora into a model that apply_lora set up the same way."""
+    peft = _peft()
+    file = Path(directory) / ADAPTER_WEIGHTS
+    if not has_lora(model):
+        raise ConfigError(f"cannot load {file}: call apply_lora(model, config.train.lora) first")
+    if not file.is_file():
+        raise ConfigError(f"LoRA adapter weights not found: {file}")
+    state = load_file(str(file))
+    expected = set(peft.get_peft_model_state_dict(model.llm))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    own = peft.get_peft_model_state_dict(model.llm)
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in sorted(expected & set(state)) if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise ConfigError(
+            f"{file} does not fit the model's LoRA setup (check train.lora rank/target_modules): "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {wrong[:3]}"
+        )
+    peft.set_peft_model_state_dict(model.llm, state)

@@ -1,0 +1,87 @@
+"""Exact resume: a real `deco train` process killed with SIGKILL in the middle of writing a checkpoint,
+then resumed with `--resume`, logs the same per-step losses, bit for bit, as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deco.config import load_config
+from deco.train import run_training
+from deco.train.checkpoint import latest_checkpoint
+from deco.train.metrics import read_metrics
+
+# Runs `deco train` with one change: when it writes checkpoint-PAUSE_STEP's optimizer file (the
+# checkpoint is then half-written, in its temp folder), it touches FLAG and sleeps until killed.
+PAUSING_CLI = """
+import os, sys, time
+from pathlib import Path
+import deco.train.snapshot as snapshot
+flag, pause_step = Path(sys.argv[1]), sys.argv[2]
+real_save = snapshot.save_tensors
+def save_and_pause(tensors, path):
+    real_save(tensors, path)
+    if path.name == "optimizer.safetensors" and path.parent.name.startswith(f".tmp-checkpoint-{pause_step}-"):
+        flag.write_text("paused")
+        time.sleep(600)
+snapshot.save_tensors = save_and_pause
+from deco.cli import main
+sys.argv = ["deco", *sys.argv[3:]]
+main()
+"""
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _overrides(data, out):
+    train_file, images = data
+    return [f"data.train_file={train_file}", f"data.image_folder={images}", f"train.output_dir={out}",
+            "train.max_steps=6", "train.save_every=2", "train.keep_last=2", "train.quiet=true",
+            "train.per_device_batch_size=2"]  # 2 accumulation steps
+
+
+def test_sigkill_during_a_checkpoint_save_then_resume_gives_identical_losses(llava_data, tmp_path):
+    reference = tmp_path / "reference"
+    run_training(load_config("configs/tiny.yaml", _overrides(llava_data, reference)))
+
+    run = tmp_path / "killed"
+    script, flag = tmp_path / "pausing_cli.py", tmp_path / "paused.flag"
+    script.write_text(PAUSING_CLI)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # as torch_one_thread
+    args = ["train", "configs/tiny.yaml", *_overrides(llava_data, run)]
+    proc = subprocess.Popen([sys.executable, str(script), str(flag), "4", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.monotonic() < deadline, "the run never reached the checkpoint at step 4"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+    # Killed half-way through writing checkpoint-4: the latest checkpoint is still the complete step 2.
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert latest_checkpoint(run) == run / "checkpoint-2"
+    assert not (run / "checkpoint-4").exists() and list(run.glob(".tmp-checkpoint-4-*"))
+
+    done = subprocess.run([sys.executable, "-m", "deco.cli", *args, "--resume"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming at step 2" in done.stderr
+
+    got, want = read_metrics(run / "metrics.jsonl"), read_metrics(reference / "metrics.jsonl")
+    assert [r["step"] for r in got] == list(range(1, 7))
+    assert [r["loss"] for r in got] == [r["loss"] for r in want]  # bit for bit
+    assert [r["grad_norm"] for r in got] == [r["grad_norm"] for r in want]
+    a = load_file(str(run / "checkpoint-6" / "trainable.safetensors"))
+    b = load_file(str(reference / "checkpoint-6" / "trainable.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert not list(run.glob(".tmp-*"))  # the stale temp folder was cleaned up
