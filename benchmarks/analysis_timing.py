@@ -9,7 +9,7 @@ so random ones time the same as trained ones. Then times, per projector (median 
 - the metrics over --images demo scenes (`projector_metrics`).
 Writes benchmarks/results/analysis_timing.json with the machine it ran on.
 
-    python benchmarks/analysis_timing.py [--repeats 3] [--images 16] [--out FILE]
+    python benchmarks/analysis_timing.py [--repeats 3] [--images 16] [--threads N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -66,9 +66,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own); 1 avoids OpenMP slowdowns on a busy machine")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "analysis_timing.json")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()  # other work on the machine slows every number below
     settings = default_settings()
     rng = np.random.default_rng(0)

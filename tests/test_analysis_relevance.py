@@ -14,6 +14,7 @@ from deco.projectors import build_projector, projector_names
 from deco.projectors.attention import AttentionProbe
 from deco.projectors.base import Projector, ProjectorConfig
 from deco.projectors.pooling import pooling_matrix
+from deco.projectors.video import video_pooling_matrix
 
 DV, DL, GRID = 32, 48, (12, 12)
 TINY = {
@@ -28,11 +29,19 @@ TINY = {
     "pixel_shuffle": {},
     "ldpv2": {"grid": "4x4"},
     "tokenpacker": {"num_heads": 4, "levels": 2},
+    # video projectors on a single image (a 1-frame video)
+    "deco3d": {"target": "1x4x4", "num_frames": 1},
+    "pllava": {"target": "1x3x3", "num_frames": 1},
+    "deco_temporal": {"frames": 1, "num_frames": 1},
+    "deco_spatial": {"grid": "4x4", "num_frames": 1},
+    "qformer_video": {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64, "num_queries": 9,
+                      "num_frames": 1},
 }
 EXPECTED_ROUTE = {
     "deco": "exact", "qformer": "attention", "resampler": "attention", "attnpool": "attention",
     "dabstractor": "attention", "tokenpacker": "attention", "mlp": "gradient", "linear": "gradient",
-    "pixel_shuffle": "gradient", "cabstractor": "gradient", "ldpv2": "gradient",
+    "pixel_shuffle": "gradient", "cabstractor": "gradient", "ldpv2": "gradient", "deco3d": "exact",
+    "pllava": "exact", "deco_temporal": "exact", "deco_spatial": "exact", "qformer_video": "attention",
 }
 
 
@@ -48,14 +57,14 @@ def test_every_registered_projector_has_a_route() -> None:
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_maps_are_finite_nonnegative_and_rows_sum_to_one(name: str) -> None:
     proj = tiny(name)
-    features = torch.randn(2, 144, DV)
+    features = torch.randn(1, 144, DV)
     result = query_to_patch(proj, features, GRID, chunk_size=5)
     m = proj.num_tokens(GRID)
     assert result.route == EXPECTED_ROUTE[name] == default_route(proj)
-    assert result.maps.shape == result.raw.shape == (2, m, 144)
+    assert result.maps.shape == result.raw.shape == (1, m, 144)
     assert torch.isfinite(result.raw).all() and (result.raw >= 0).all()
     assert result.zero_rows == 0
-    torch.testing.assert_close(result.maps.sum(-1), torch.ones(2, m))
+    torch.testing.assert_close(result.maps.sum(-1), torch.ones(1, m))
     assert not result.maps.requires_grad  # read off, not kept in an autograd graph
 
 
@@ -68,6 +77,18 @@ def test_deco_exact_map_is_the_pooling_matrix_and_the_gradient_route_agrees() ->
     gradient = query_to_patch(proj, features, GRID, route="gradient")
     torch.testing.assert_close(gradient.maps[0], pool, atol=1e-5, rtol=1e-4)
     assert exact.out_grid == (5, 5)
+
+
+def test_video_pooling_map_is_the_3d_pooling_matrix_and_the_gradient_route_agrees() -> None:
+    torch.manual_seed(0)
+    proj = build_projector("deco3d", DV, DL, {"target": "2x3x3", "num_frames": 3})
+    features = torch.randn(1, 3 * 36, DV)  # 3 frames of 6x6, frame-major
+    exact = query_to_patch(proj, features, (3, 6, 6))
+    gradient = query_to_patch(proj, features, (3, 6, 6), route="gradient")
+    expected = video_pooling_matrix((3, 6, 6), (2, 3, 3)).float()
+    torch.testing.assert_close(exact.maps[0], expected)
+    torch.testing.assert_close(gradient.maps[0], expected, atol=1e-5, rtol=1e-4)
+    assert exact.route == "exact" and exact.out_grid is None  # tokens span (t, h, w)
 
 
 def test_per_patch_mlp_depends_on_its_own_patch_only() -> None:

@@ -15,7 +15,7 @@ from deco.model import build_model, load_model
 from deco.train import run_training
 from deco.train.checkpoint import list_checkpoints
 from deco.train.metrics import read_metrics
-from deco.train.setup import build_dataset
+from deco.train.setup import build_dataset, model_for_stage
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -182,3 +182,48 @@ def test_bf16_model_trains_with_float32_master_weights_and_saves_in_bf16(stage1_
     assert {p.dtype for p in final.parameters()} == {torch.bfloat16}
     torch.testing.assert_close(final.projector.state_dict()["mlp.0.weight"],
                                trainable["projector.mlp.0.weight"].bfloat16())
+
+
+def test_gradient_checkpointing_gives_the_same_losses(stage1_run, tmp_path):
+    data, out, _ = stage1_run
+    cfg = make_config(data, tmp_path / "gc", "train.gradient_checkpointing=true")
+    model, _ = model_for_stage(cfg)
+    assert model.llm.model.gradient_checkpointing  # the flag reached the HF model
+    run_training(cfg)
+    assert losses(tmp_path / "gc") == pytest.approx(losses(out), abs=1e-6)
+
+
+def test_progress_bar_shows_loss_and_lr(stage1_run, tmp_path, capsys):
+    run_training(make_config(stage1_run[0], tmp_path / "bar", "train.quiet=false", "train.max_steps=2"))
+    err = capsys.readouterr().err
+    assert "train" in err and "loss" in err and "lr" in err and "2/2" in err
+
+
+def test_stage2_lora_trains_adapters_only_and_saves_a_merged_model(stage1_run, tmp_path):
+    pytest.importorskip("peft")
+    data, out, _ = stage1_run
+    cfg = make_config(data, tmp_path / "lora", "train.stage=2", "train.lr=1e-2", "data.template=vicuna_v1",
+                      f"train.stage1_checkpoint={out / 'final'}", "train.max_steps=2",
+                      "train.lora.enabled=true", "train.lora.rank=4", "train.lora.alpha=8",
+                      "train.lora.target_modules=[q_proj, v_proj]")
+    run_training(cfg)
+    trainable = load_file(str(tmp_path / "lora" / "checkpoint-2" / "trainable.safetensors"))
+    llm_keys = [k for k in trainable if k.startswith("llm.")]
+    assert llm_keys and all(".lora_" in k for k in llm_keys)
+    final = load_model(tmp_path / "lora" / "final")
+    assert not any("lora" in n for n, _ in final.llm.named_parameters())
+    torch.manual_seed(42)
+    fresh = build_model(cfg)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(final.llm.state_dict()[q], fresh.llm.state_dict()[q])  # adapters merged in
+    k = "model.layers.0.self_attn.k_proj.weight"
+    assert torch.equal(final.llm.state_dict()[k], fresh.llm.state_dict()[k])  # not a LoRA target
+
+
+def test_resume_from_a_named_checkpoint_and_a_missing_one(stage1_run):
+    data, out, _ = stage1_run
+    summary = run_training(make_config(data, out), resume=str(out / "checkpoint-4"))
+    assert summary["resumed_from"] == str(out / "checkpoint-4") and summary["steps"] == 4
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3, 4]  # nothing re-logged
+    with pytest.raises(ConfigError, match="resume checkpoint not found"):
+        run_training(make_config(data, out), resume=str(out / "checkpoint-99"))

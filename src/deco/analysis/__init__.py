@@ -19,6 +19,7 @@ _EXPORTS = {
     "relevance_centres": "metrics", "spatial_fidelity": "metrics", "QueryPatchMap": "query_patch",
     "default_route": "query_patch", "output_grid": "query_patch", "query_to_patch": "query_patch",
     "TextQueryMap": "text_query", "build_prompt": "text_query", "text_to_query": "text_query",
+    "metrics_bar_chart": "figures", "write_explanation": "outputs",
 }
 
 
@@ -39,6 +40,7 @@ __all__ = [
     "default_route",
     "explain",
     "markdown_table",
+    "metrics_bar_chart",
     "model_query_to_patch",
     "output_grid",
     "projector_metrics",
@@ -47,5 +49,6 @@ __all__ = [
     "relevance_centres",
     "spatial_fidelity",
     "text_to_query",
+    "write_explanation",
     "write_table",
 ]

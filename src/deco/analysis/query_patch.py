@@ -1,9 +1,10 @@
 """Query-to-Patch: for every projector output token, its relevance over the N input patches.
 
 Three routes, chosen per projector (`route="auto"`) and named in every result:
-- exact (`deco`): parameter-free adaptive average pooling comes first, so each token is exactly a
-  weighted mean of patches; the map is the pooling matrix itself.
-- attention (`qformer`, `resampler`, `attnpool`, `dabstractor`, `tokenpacker`): Chefer et al.'s
+- exact (`deco` and the video pooling projectors `deco3d`, `deco_temporal`, `deco_spatial`, `pllava`):
+  each token is exactly an adaptive average over patches (of the raw features before the MLP, or, for
+  PLLaVA, of the per-patch MLP outputs); the map is the pooling matrix itself.
+- attention (`qformer`, `qformer_video`, `resampler`, `attnpool`, `dabstractor`, `tokenpacker`): Chefer et al.'s
   gradient-weighted relevance through the projector's captured attention maps (deco.analysis.relevance).
   The explained output of token m is its self-projection <t_m, stopgrad(t_m)>; each batch copy of the
   image explains one token, so one backward pass serves a chunk of tokens.
@@ -11,11 +12,13 @@ Three routes, chosen per projector (`route="auto"`) and named in every result:
   (per-patch MLPs, convolutions), so the map is the per-patch L2 norm of d<t_m, stopgrad(t_m)>/d patch,
   a sensitivity map. For pooling-then-MLP this equals the pooling matrix (the tests check it).
 Every map is row-normalised (each token's relevance sums to 1 over patches); `raw` keeps the values.
+Grids are (h, w) for images or (frames, h, w) for video projectors (patches frame-major).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,12 +38,13 @@ from deco.projectors.deformable import patch_attention as deformable_patch_atten
 from deco.projectors.pooling import pooling_matrix
 
 ROUTES = ("exact", "attention", "gradient")
-EXACT = frozenset({"deco"})
-ATTENTION = frozenset({"qformer", "resampler", "attnpool", "dabstractor", "tokenpacker"})
+EXACT = frozenset({"deco", "deco3d", "deco_temporal", "deco_spatial", "pllava"})
+ATTENTION = frozenset({"qformer", "qformer_video", "resampler", "attnpool", "dabstractor", "tokenpacker"})
 GRADIENT = frozenset({"mlp", "linear", "pixel_shuffle", "cabstractor", "ldpv2"})
 
 ROUTE_NOTES = {
-    "exact": "exact pooling matrix: the tokens are adaptive averages of the patches before the MLP",
+    "exact": "exact pooling matrix: each token is an adaptive average over the patches (of raw features, "
+             "or of per-patch MLP outputs for PLLaVA)",
     "attention": (
         "gradient-weighted attention relevance (Chefer et al. 2021) through the projector's attention "
         "maps; paths around attention (e.g. D-Abstractor's pooled query positions, TokenPacker's "
@@ -61,7 +65,7 @@ class QueryPatchMap:
     raw: torch.Tensor
     route: str
     projector: str
-    grid: Grid  # input patch grid (h, w)
+    grid: tuple[int, ...]  # input patch grid (h, w), or (frames, h, w) for video projectors
     out_grid: Grid | None  # the tokens' own grid, None for learned queries
 
     @property
@@ -75,11 +79,28 @@ class QueryPatchMap:
         return int((self.raw.sum(-1) == 0).sum())
 
 
-def output_grid(projector: Projector, grid: Grid) -> Grid | None:
-    """The (oh, ow) grid the output tokens are laid on, or None for learned queries/latents."""
+def exact_matrix(projector: Projector, grid: tuple[int, ...]) -> torch.Tensor:
+    """The [M, N] pooling matrix of a pooling projector (2D, or 3D for the video ones)."""
+    if hasattr(projector, "target"):  # video pooling projectors: (frames, h, w) -> target (t, h', w')
+        from deco.projectors.video import time_grid, video_pooling_matrix
+
+        g3 = time_grid(grid, projector.name)
+        return video_pooling_matrix(g3, projector.target(g3))
+    return pooling_matrix(grid, projector.out_grid)
+
+
+def output_grid(projector: Projector, grid: tuple[int, ...]) -> Grid | None:
+    """The (oh, ow) grid the output tokens are laid on, or None (learned queries, several frames)."""
     m = projector.num_tokens(grid)
     out: Grid | None = None
-    if hasattr(projector, "out_grid"):
+    if len(grid) == 3 and grid[0] != 1:
+        return None  # video: tokens are (t, h, w), not one spatial grid
+    if len(grid) == 3:
+        grid = grid[1:]
+    if hasattr(projector, "target"):
+        t, oh, ow = projector.target((1, *grid))
+        out = (oh, ow) if t == 1 else None
+    elif hasattr(projector, "out_grid"):
         out = tuple(projector.out_grid)  # type: ignore[assignment]
     elif projector.name in ("mlp", "linear"):
         out = grid
@@ -110,8 +131,9 @@ def resolve_route(projector: Projector, route: str) -> str:
     name = projector.name or type(projector).__name__
     if route == "exact" and name not in EXACT:
         raise ConfigError(
-            f"projector '{name}' has no exact Query-to-Patch map: only parameter-free pooling before the "
-            f"MLP ({', '.join(sorted(EXACT))}) has one; use route 'auto' ({default_route(projector)})"
+            f"projector '{name}' has no exact Query-to-Patch map: only projectors whose tokens are adaptive "
+            f"averages over patches ({', '.join(sorted(EXACT))}) have one; use route 'auto' "
+            f"({default_route(projector)})"
         )
     if route == "attention" and not probe_modules(projector):
         raise ConfigError(
@@ -140,18 +162,19 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def query_to_patch(
-    projector: Projector, features: torch.Tensor, grid: Grid, route: str = "auto", chunk_size: int = 16
+    projector: Projector, features: torch.Tensor, grid: tuple[int, ...], route: str = "auto", chunk_size: int = 16
 ) -> QueryPatchMap:
     """Maps for each image of `features` [I, N, Dv] on `grid`; see the module docstring for routes."""
-    if features.dim() != 3 or features.shape[1] != grid[0] * grid[1]:
-        raise ShapeError(f"features must be [I, N={grid[0] * grid[1]}, Dv], got {tuple(features.shape)}")
+    n = math.prod(grid)
+    if features.dim() != 3 or features.shape[1] != n:
+        raise ShapeError(f"features must be [I, N={n}, Dv] for grid {tuple(grid)}, got {tuple(features.shape)}")
     route = resolve_route(projector, route)
     check_chunk_size(chunk_size)
     m = projector.num_tokens(grid)
     dtype = next(projector.parameters(), features).dtype
     features = features.detach().to(dtype)
     if route == "exact":
-        pool = pooling_matrix(grid, projector.out_grid).float().to(features.device)  # [M, N]
+        pool = exact_matrix(projector, grid).float().to(features.device)  # [M, N]
         raw = pool.expand(features.shape[0], -1, -1).clone()
     else:
         explain = _attention_rows if route == "attention" else _gradient_rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -68,6 +70,7 @@ def register(app: typer.Typer) -> None:
             notes=list(note or []),
         )
         data = run_bench(opts, log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+        data["command"] = "deco " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         paths = write_outputs(data, out or Path("runs/bench") / f"{size}-{device}")
         print_table(data, console)
         console.print(f"wrote {paths['json']}, {paths['md']}, {paths['plot']}")

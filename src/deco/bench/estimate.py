@@ -22,12 +22,19 @@ from deco.projectors import build_projector
 _MARGIN = 1.15
 
 
+def _config(path: str, what: str) -> Any:
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the {what} config from '{path}' to estimate memory: {exc}") from None
+
+
 def _meta_vision(spec: SizeSpec, path: str | None) -> tuple[int, Any]:
     with torch.device("meta"):
         if path is None:
             tower = load_vision_tower(None, spec.vision_arch, spec.vision_config)
             return sum(p.numel() for p in tower.parameters()), tower.model.config
-        config = AutoConfig.from_pretrained(path)
+        config = _config(path, "vision tower")
         model = AutoModel.from_config(config)
     cfg = getattr(config, "vision_config", config)
     return sum(p.numel() for p in model.parameters()), cfg
@@ -38,7 +45,7 @@ def _meta_llm(spec: SizeSpec, path: str | None) -> tuple[int, Any]:
         if path is None:
             llm = load_llm(None, spec.llm_arch, spec.llm_config)
             return sum(p.numel() for p in llm.parameters()), llm.config
-        config = AutoConfig.from_pretrained(path)
+        config = _config(path, "LLM")
         llm = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in llm.parameters()), config
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from deco.bench.inference import kv_bytes_per_token
+from deco.bench.layerclock import llm_layers, vision_layers
 from deco.bench.timing import summarize
 
 TIME_PHASES = ("train_stage1", "train_stage2", "prefill", "decode_token")
@@ -19,7 +20,7 @@ FLOP_PHASES = ("forward", "train_stage1", "train_stage2", "prefill", "decode_tok
 
 
 def _layer_params(layers: Any) -> tuple[int, int]:
-    params = list(layers[0].parameters())
+    params = list(layers[0].parameters()) if len(layers) else []
     return sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
 
 
@@ -27,12 +28,13 @@ def extrapolate_variant(
     wb: Any, record: dict[str, Any], static: dict[str, Any], samples: dict[str, list[float]], target: dict
 ) -> dict[str, Any]:
     """Full-depth figures for one variant (`target`: {'vision_layers': n|None, 'llm_layers': n|None})."""
-    llm_layers = wb.llm.model.layers
-    vision_layers = wb.tower.model.vision_model.encoder.layers
-    add_l = (target["llm_layers"] - len(llm_layers)) if target.get("llm_layers") else 0
-    add_v = (target["vision_layers"] - len(vision_layers)) if target.get("vision_layers") else 0
-    l_params, l_bytes = _layer_params(llm_layers)
-    v_params, v_bytes = _layer_params(vision_layers)
+    # Only the stacks being extrapolated are inspected (a named --vision tower may have no HF layout).
+    llm_stack = llm_layers(wb.llm) if target.get("llm_layers") else []
+    vision_stack = vision_layers(wb.tower) if target.get("vision_layers") else []
+    add_l = target["llm_layers"] - len(llm_stack) if llm_stack else 0
+    add_v = target["vision_layers"] - len(vision_stack) if vision_stack else 0
+    l_params, l_bytes = _layer_params(llm_stack)
+    v_params, v_bytes = _layer_params(vision_stack)
 
     params = dict(record["params"])
     params["llm"] += add_l * l_params
@@ -72,10 +74,10 @@ def extrapolate_variant(
     dyn = record["memory_bytes"]["prefill"]["dynamic_peak"] + add_l * kv_layer * prompt
     memory["prefill"] = {"weights": weights, "optimizer_state": 0, "dynamic_peak": dyn, "peak": weights + dyn}
 
-    full_layers = len(llm_layers) + add_l
+    full_layers = wb.llm.config.num_hidden_layers + add_l
     decode = time_s["decode_token"]["median"]
     return {
-        "method": (f"measured with {len(vision_layers)} vision / {len(llm_layers)} LLM layers; "
+        "method": (f"measured with {len(vision_stack) or 'all'} vision / {len(llm_stack) or 'all'} LLM layers; "
                    f"+{add_v} vision and +{add_l} LLM layers added at the measured per-layer cost"),
         "params": params,
         "flops": flops,

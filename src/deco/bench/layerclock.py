@@ -18,6 +18,18 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 
+def vision_layers(tower: nn.Module) -> nn.ModuleList:
+    """The encoder layers of an HF CLIP/SigLIP tower (5.x has no `vision_model` level; 4.x had one)."""
+    model = tower.model
+    inner = getattr(model, "vision_model", model)
+    return inner.encoder.layers
+
+
+def llm_layers(llm: nn.Module) -> nn.ModuleList:
+    """The decoder layers of an HF causal LM (Llama, Qwen2: `model.layers`)."""
+    return llm.model.layers
+
+
 def _first_tensor(value: Any) -> torch.Tensor | None:
     return next((t for t in tree_leaves(value) if isinstance(t, torch.Tensor)), None)
 

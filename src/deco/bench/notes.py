@@ -40,12 +40,12 @@ def standard_notes(data: dict[str, Any]) -> list[str]:
     if peer and not peer["within_2_percent"]:
         paired = peer["paired_ratio"]
         notes.append(
-            f"Peer forward ratio ours/HF = {peer['ratio']:.3f}, outside the 2% target. Paired-round ratios "
+            f"Peer forward ratio ours/HF = {peer['ratio']:.3f}, outside the 2% target. Per-round ratios "
             f"spread over {paired['q1']:.3f}-{paired['q3']:.3f} (IQR), min {paired['min']:.3f}, max "
-            f"{paired['max']:.3f}. Both models run the same HF CLIP and Llama modules on the same tensors "
-            "(logits equal), so the only code that differs is the wrapper: ours requests all vision hidden "
-            "states and checks the placeholder count with one host sync, HF's does the same via its "
-            "output-capturing decorator and its own check. A gap inside the paired spread is timing "
-            "noise, not a systematic cost."
+            f"{paired['max']:.3f}; ratio of minimums {peer['ratio_of_minimums']:.3f}. Both models run the "
+            "same HF CLIP and Llama modules on the same tensors (equal logits), so the only code that "
+            "differs is the wrapper: ours replaces placeholder ids before the embedding lookup and counts "
+            "the slots with one host sync; HF's looks up the placeholder id itself and checks the count "
+            "its own way. A gap inside the per-round spread is timing noise; more --peer-repeats narrow it."
         )
     return notes

@@ -80,7 +80,8 @@ def compare_logits(model: DecoModel, peer: nn.Module, batch: dict[str, torch.Ten
 def time_forwards(
     model: DecoModel, peer: nn.Module, batch: dict[str, torch.Tensor], repeats: int, warmup: int = 1
 ) -> dict[str, Any]:
-    """Interleaved forward timing (eval, no grad) of ours vs the peer; ratio = ours / peer."""
+    """Interleaved forward timing (eval, no grad) of ours vs the peer; ratio = ours / peer (median of
+    the per-round ratios), with the ratio of medians and of minimums alongside."""
     device = batch["input_ids"].device
     args = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")}
 
@@ -94,13 +95,15 @@ def time_forwards(
 
     samples = interleave({"deco": job(model), "hf_llava": job(peer)}, repeats, warmup)
     ours, theirs = samples["deco"]["forward"], samples["hf_llava"]["forward"]
-    # Rounds alternate the order, so pairing sample i of each cancels load that lasts a round.
-    paired = [a / b for a, b in zip(ours, theirs, strict=True)]
-    ratio = summarize(ours)["median"] / summarize(theirs)["median"]
+    # Each round runs both back to back (order alternating), so the ratio within a round cancels
+    # load that lasts longer than a round; its median over rounds is the headline ratio.
+    paired = summarize([a / b for a, b in zip(ours, theirs, strict=True)])
     return {
         "deco_forward_s": summarize(ours),
         "hf_forward_s": summarize(theirs),
-        "ratio": ratio,
-        "paired_ratio": summarize(paired),
-        "within_2_percent": abs(ratio - 1.0) <= 0.02,
+        "ratio": paired["median"],
+        "paired_ratio": paired,
+        "ratio_of_medians": summarize(ours)["median"] / summarize(theirs)["median"],
+        "ratio_of_minimums": min(ours) / min(theirs),
+        "within_2_percent": abs(paired["median"] - 1.0) <= 0.02,
     }

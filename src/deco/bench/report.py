@@ -60,7 +60,9 @@ def _ms(stats: dict[str, Any] | None) -> str:
 
 
 def _g(n: float | None) -> str:
-    return "-" if n is None else f"{n / 1e9:.3g}"
+    if n is None:
+        return "-"
+    return f"{n / 1e9:,.0f}" if n >= 1e11 else f"{n / 1e9:.3g}"
 
 
 def _x(r: float | None) -> str:
@@ -70,6 +72,8 @@ def _x(r: float | None) -> str:
 def _count(n: int | None) -> str:
     if n is None:
         return "-"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n:,}"
 
 
@@ -151,25 +155,22 @@ def print_table(data: dict[str, Any], console: Any) -> None:
 
 def peer_summary(peer: dict[str, Any]) -> str:
     """One paragraph: logits check, forward-time ratio, and what the spread says about it."""
-    ratio = peer["ratio"]
     paired = peer["paired_ratio"]
-    spread = (paired["q3"] - paired["q1"]) if paired["n"] else None
     text = (f"HF LlavaForConditionalGeneration vs our {peer['variant']} ({peer['sequence_tokens']} tokens): "
             f"max |logit diff| {peer['max_abs_logit_diff']:.2e} "
-            f"({'match' if peer['logits_match_1e-5'] else 'MISMATCH'} at 1e-5); forward "
-            f"{peer['deco_forward_s']['median'] * 1e3:.1f} ms vs {peer['hf_forward_s']['median'] * 1e3:.1f} ms, "
-            f"ratio ours/HF {ratio:.3f} (median of paired rounds {paired['median']:.3f}, IQR "
-            f"{paired['q1']:.3f}-{paired['q3']:.3f}). ")
+            f"({'match' if peer['logits_match_1e-5'] else 'MISMATCH'} at 1e-5). Forward "
+            f"{peer['deco_forward_s']['median'] * 1e3:.1f} ms (ours) vs {peer['hf_forward_s']['median'] * 1e3:.1f} ms "
+            f"(HF), median of {paired['n']} interleaved rounds; ratio ours/HF {peer['ratio']:.3f} (median of the "
+            f"per-round ratios, IQR {paired['q1']:.3f}-{paired['q3']:.3f}; ratio of medians "
+            f"{peer['ratio_of_medians']:.3f}, of minimums {peer['ratio_of_minimums']:.3f}). ")
     if peer["within_2_percent"]:
-        text += "Within the 2% target."
-    elif spread is not None and paired["q1"] <= 1.0 <= paired["q3"]:
-        text += (f"Outside the 2% target, but the run-to-run spread of the paired ratio ({spread * 100:.0f}% IQR) "
-                 "contains 1.0: on this machine the timing noise is larger than the gap, which is not "
-                 "distinguishable from zero. Both run the very same HF modules; only the wrappers differ.")
-    else:
-        text += ("Outside the 2% target and outside the paired spread: a systematic difference in the "
-                 "wrappers (ours returns all hidden states of the vision tower; see notes).")
-    return text
+        return text + "Within the 2% target."
+    if paired["q1"] <= 1.0 <= paired["q3"]:
+        return text + (f"Outside the 2% target, but the per-round spread ({(paired['q3'] - paired['q1']) * 100:.0f}% "
+                       "IQR) contains 1.0: the gap is not distinguishable from timing noise on this machine. "
+                       "Both run the very same HF modules; only the wrappers differ.")
+    return text + ("Outside the 2% target and outside the per-round spread: a systematic difference in the "
+                   "wrappers (see notes).")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -195,6 +196,8 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
     s = data["settings"]
     m = data["machine"]
     out = [f"# deco bench: {s['size']} on {s['device']} ({s['dtype']})", ""]
+    if data.get("command"):
+        out += [f"Reproduce: `{data['command']}`", ""]
     out += [f"- Machine: {machine_line(m)}; load average at start/end {m.get('load_average_start')} / "
             f"{m.get('load_average_end')}; torch threads {s['threads']}.",
             f"- Run: {data['created']}, {data['duration_s']:.0f} s. Batch {s['batch_size']}, input grid "

@@ -16,7 +16,7 @@ from deco.bench.estimate import estimate_memory, refuse_if_too_big, vision_geome
 from deco.bench.extrapolate import extrapolate_variant
 from deco.bench.flops import FlopRecorder, component_roots
 from deco.bench.inference import kv_bytes_per_token, prefill_and_decode
-from deco.bench.layerclock import LayerClock, LayerMemory
+from deco.bench.layerclock import LayerClock, LayerMemory, llm_layers, vision_layers
 from deco.bench.machine import describe_machine
 from deco.bench.memory import MemoryProbe, available_memory, gib
 from deco.bench.notes import standard_notes
@@ -103,9 +103,17 @@ def _extrapolating(spec: SizeSpec, opts: BenchOptions) -> dict[str, int] | None:
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole benchmark and return the bench.json dict."""
     spec = check_options(opts)
+    threads = torch.get_num_threads()
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    dv, grid = vision_geometry(spec, opts.vision)
+    try:
+        return _run(opts, spec, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(opts: BenchOptions, spec: SizeSpec, log: Callable[[str], None]) -> dict[str, Any]:
+    _, grid = vision_geometry(spec, opts.vision)
     plan = variant_plan(spec.projectors, spec.tokens, grid, spec.projector_options)
     estimate = estimate_memory(spec, plan, opts.dtype, opts.vision, opts.llm)
     available = available_memory(opts.device)
@@ -120,7 +128,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         wb.add_variant(key, name, options)
     wb.prime_optimizers()
     extrap = _extrapolating(spec, opts)
-    clocks = _clocks(wb) if extrap else None
+    clocks = _clocks(wb, extrap) if extrap else None
 
     started = dt.datetime.now(dt.timezone.utc)
     load_start = _load_average()
@@ -136,6 +144,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
     peer = _peer(wb, spec, log) if opts.peer else None
     data = {
         "schema": SCHEMA,
+        "command": None,
         "created": started.isoformat(timespec="seconds"),
         "duration_s": (dt.datetime.now(dt.timezone.utc) - started).total_seconds(),
         "machine": {**describe_machine(opts.device), "load_average_start": load_start,
@@ -159,13 +168,11 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def _clocks(wb: Workbench) -> dict[str, Any]:
-    llm_layers = wb.llm.model.layers
-    vision_layers = wb.tower.model.vision_model.encoder.layers
+def _clocks(wb: Workbench, extrap: dict[str, Any]) -> dict[str, Any]:
+    # A stack is timed only where it is extrapolated (the size's own random towers).
     return {
-        "llm": LayerClock(llm_layers, wb.device),
-        "vision": LayerClock(vision_layers, wb.device),
-        "llm_memory": LayerMemory(llm_layers),
+        "llm": LayerClock(llm_layers(wb.llm) if extrap["llm_layers"] else [], wb.device),
+        "vision": LayerClock(vision_layers(wb.tower) if extrap["vision_layers"] else [], wb.device),
     }
 
 
@@ -180,7 +187,7 @@ def _instrumented_pass(wb: Workbench, v: Variant, per_layer: bool) -> dict[str, 
     for stage in (1, 2):
         name = f"train_stage{stage}"
         with rec.phase(name), MemoryProbe(wb.device) as probe:
-            ctx = LayerMemory(wb.llm.model.layers).measure(probe) if per_layer else contextlib.nullcontext({})
+            ctx = LayerMemory(llm_layers(wb.llm)).measure(probe) if per_layer else contextlib.nullcontext({})
             with ctx as got:
                 wb.train_step(v, stage)
         memory[name] = probe.peak

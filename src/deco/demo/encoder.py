@@ -98,7 +98,7 @@ def pretrain_encoder(
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, steps)
     tower.eval().requires_grad_(False)

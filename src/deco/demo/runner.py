@@ -21,7 +21,7 @@ from deco.demo.evaluate import answer_all, load_test, score
 from deco.demo.settings import DemoSettings
 from deco.projectors import get_projector_class
 
-Status = Callable[[str], None]
+Progress = Callable[[str, int], None]  # (phase, units done in that phase)
 
 
 def projector_options(settings: DemoSettings, name: str) -> dict[str, Any]:
@@ -96,9 +96,9 @@ def checkpoint_steps(settings: DemoSettings) -> list[int]:
 
 
 def train_projector(
-    settings: DemoSettings, assets: Assets, projector: str, run_root: Path, seed: int, quiet: bool, status: Status
+    settings: DemoSettings, assets: Assets, projector: str, run_root: Path, seed: int, progress: Progress
 ) -> dict[str, Any]:
-    """Stage 1 then stage 2 for one projector; returns times and the run folders."""
+    """Stage 1 then stage 2 for one projector; returns wall and training times per stage."""
     from deco.train import run_training
 
     out: dict[str, Any] = {}
@@ -106,59 +106,112 @@ def train_projector(
         run_dir = run_root / f"stage{stage}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        steps = settings.train.stage1_steps if stage == 1 else settings.train.stage2_steps
-        what = "projector only" if stage == 1 else "projector + LM"
-        status(f"[bold]{projector}[/] seed {seed} · stage {stage} ({what}), {steps} steps")
+        progress(f"stage{stage}", 0)
         start = time.perf_counter()
-        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet))
-        out[f"stage{stage}"] = {"seconds": time.perf_counter() - start, "train_seconds": summary["train_seconds"],
-                                "run_dir": str(run_dir), "skipped_samples": summary["skipped_samples"]}
+        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet=True))
+        out[f"stage{stage}"] = {"seconds": round(time.perf_counter() - start, 2),
+                                "train_seconds": round(summary["train_seconds"], 2),
+                                "skipped_samples": summary["skipped_samples"]}
     return out
 
 
-def read_losses(run_dir: Path) -> list[dict[str, float]]:
-    """(step, loss) records of a run's metrics.jsonl."""
-    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [{"step": r["step"], "loss": r["loss"]} for r in map(json.loads, lines) if "loss" in r]
+def read_losses(run_dir: Path) -> list[list[float]]:
+    """[step, loss] pairs of a run's metrics.jsonl."""
+    from deco.train.metrics import read_metrics
+
+    return [[r["step"], round(float(r["loss"]), 5)] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+
+
+def eval_plan(settings: DemoSettings, assets: Assets) -> tuple[list[dict], list[dict], int]:
+    """(whole test split, learning-curve subset, number of eval batches a job runs)."""
+    test = load_test(assets.data_dir / "test.json")
+    curve = load_test(assets.data_dir / "test.json", settings.eval.curve_images)
+    b = settings.eval.batch_size
+    intermediate = len(checkpoint_steps(settings)) - 1
+    return test, curve, -(-len(test) // b) + intermediate * -(-len(curve) // b)
 
 
 def evaluate_run(
-    settings: DemoSettings, assets: Assets, stage2_dir: Path, status: Status, keep_checkpoints: bool
+    settings: DemoSettings, assets: Assets, stage2_dir: Path, progress: Progress, keep_checkpoints: bool
 ) -> dict[str, Any]:
     """Accuracy of each stage-2 checkpoint (curve subset) and of the final model (whole test split)."""
-    import torch
-
     from deco.model import load_model
     from deco.train.checkpoint import TRAINABLE_FILE, list_checkpoints, load_tensors
 
-    test = load_test(assets.data_dir / "test.json")
-    curve_ids = {q["id"] for q in load_test(assets.data_dir / "test.json", settings.eval.curve_images)}
-    curve = [q for q in test if q["id"] in curve_ids]
+    test, curve, _ = eval_plan(settings, assets)
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += 1
+        progress("eval", done[0])
+
     model = load_model(stage2_dir / "final")
     final_state = {k: v.clone() for k, v in model.state_dict().items()}
     curves = []
     for step, folder in list_checkpoints(stage2_dir):
         if step >= settings.train.stage2_steps:
             continue
-        tensors = load_tensors(folder / TRAINABLE_FILE)
-        unexpected = model.load_state_dict(tensors, strict=False).unexpected_keys
-        if unexpected:
-            raise RuntimeError(f"{folder}: checkpoint tensors not in the model: {unexpected[:3]}")
-        status(f"  evaluating step {step} on {len(curve)} questions")
-        curves.append({"step": step, **score(curve, answer_all(model, curve, assets.images, settings.eval.batch_size))})
+        result = model.load_state_dict(load_tensors(folder / TRAINABLE_FILE), strict=False)
+        if result.unexpected_keys:
+            raise RuntimeError(f"{folder}: checkpoint tensors not in the model: {result.unexpected_keys[:3]}")
+        answers = answer_all(model, curve, assets.images, settings.eval.batch_size, progress=tick)
+        curves.append({"step": step, **score(curve, answers)})
     model.load_state_dict(final_state)
-    status(f"  evaluating the final model on {len(test)} held-out questions")
-    with torch.no_grad():
-        answers = answer_all(model, test, assets.images, settings.eval.batch_size)
-    final = score(test, answers)
-    curve_answers = [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids]
-    curves.append({"step": settings.train.stage2_steps, **score(curve, curve_answers)})
+    answers = answer_all(model, test, assets.images, settings.eval.batch_size, progress=tick)
+    curve_ids = {q["id"] for q in curve}
+    curves.append({"step": settings.train.stage2_steps,
+                   **score(curve, [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids])})
     if not keep_checkpoints:
-        for _, folder in list_checkpoints(stage2_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-        for _, folder in list_checkpoints(stage2_dir.parent / "stage1"):
-            shutil.rmtree(folder, ignore_errors=True)
-    predictions = [{"id": q["id"], "family": q["family"], "answer": a} for q, a in zip(test, answers, strict=True)]
-    return {"final": final, "curve": curves, "predictions": predictions,
-            "projector_params": sum(p.numel() for p in model.projector.parameters()),
-            "visual_tokens": model.num_image_tokens}
+        for stage_dir in (stage2_dir, stage2_dir.parent / "stage1"):
+            for _, folder in list_checkpoints(stage_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "final": score(test, answers),
+        "curve": curves,
+        "answers": {q["id"]: a for q, a in zip(test, answers, strict=True)},
+        "projector_params": sum(p.numel() for p in model.projector.parameters()),
+        "visual_tokens": model.num_image_tokens,
+    }
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One (projector, seed): train both stages, evaluate, write `result.json`. Runs in a worker
+    process: its output goes to `log.txt`, its progress to `progress.json` (the parent draws bars)."""
+    import os
+    import resource
+    import sys
+
+    import torch
+
+    from deco.demo.settings import settings_from_dict
+
+    root = Path(job["run_root"])
+    root.mkdir(parents=True, exist_ok=True)
+    log = open(root / "log.txt", "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    torch.set_num_threads(job["threads"])
+    settings = settings_from_dict(job["settings"])
+    assets = Assets(**{k: Path(v) if k.endswith("_dir") else v for k, v in job["assets"].items()})
+
+    def progress(phase: str, done: int) -> None:
+        tmp = root / "progress.json.tmp"
+        tmp.write_text(json.dumps({"phase": phase, "done": done}), encoding="utf-8")
+        os.replace(tmp, root / "progress.json")
+
+    started = time.perf_counter()
+    times = train_projector(settings, assets, job["projector"], root, job["seed"], progress)
+    eval_start = time.perf_counter()
+    result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(
+        projector=job["projector"], seed=job["seed"], times=times,
+        eval_seconds=round(time.perf_counter() - eval_start, 2),
+        job_seconds=round(time.perf_counter() - started, 2),
+        job_cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
+        losses={"stage1": read_losses(root / "stage1"), "stage2": read_losses(root / "stage2")},
+    )
+    (root / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    progress("done", 0)
+    return result

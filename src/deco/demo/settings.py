@@ -29,7 +29,7 @@ class SceneSettings:
     max_objects: int = 4
     train_images: int = 8000
     test_images: int = 200
-    questions_per_image: int = 4
+    questions_per_image: int = 6
     caption_fraction: float = 0.5
     seed: int = 1234
 
@@ -43,9 +43,9 @@ class EncoderSettings:
     num_layers: int = 3
     num_heads: int = 4
     feature_layer: int = -1
-    pretrain_steps: int = 500
+    pretrain_steps: int = 400
     pretrain_images: int = 3000
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2.0e-3
     seed: int = 0
 
@@ -55,7 +55,7 @@ class LMSettings:
     """The small Llama built from a config (random init; it learns the language in stage 2)."""
 
     hidden_size: int = 128
-    intermediate_size: int = 512
+    intermediate_size: int = 256
     num_layers: int = 2
     num_heads: int = 4
 
@@ -66,7 +66,7 @@ class TrainSettings:
 
     stage1_steps: int = 100
     stage2_steps: int = 900
-    batch_size: int = 32
+    batch_size: int = 16
     stage1_lr: float = 1.0e-3
     stage2_lr: float = 1.0e-3
     warmup_ratio: float = 0.03

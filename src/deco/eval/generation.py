@@ -81,9 +81,10 @@ class Generator:
         if stops:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)  # stop early; the cut below is exact
         new_ids = self.model.generate(**self._inputs(prompts, images), max_new_tokens=max_new_tokens, **kwargs)
-        return [self._reply(row, stops) for row in new_ids.tolist()]
+        return [self.decode(row, stops) for row in new_ids.tolist()]
 
-    def _reply(self, row: list[int], stops: Sequence[str]) -> Reply:
+    def decode(self, row: list[int], stops: Sequence[str] = ()) -> Reply:
+        """New token ids -> reply: decoded up to the first end-of-sequence id, cut at the first stop string."""
         end = next((i + 1 for i, t in enumerate(row) if t in self.eos_ids), len(row))
         text = self.tokenizer.decode(row[:end], skip_special_tokens=True)
         for s in stops:

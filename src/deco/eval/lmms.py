@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmms_eval.api.instance import GenerationResult, Instance
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
 from PIL import Image
 
@@ -86,20 +86,23 @@ class DecoLMM(lmms):
                 raise DataError(f"deco takes images (PIL or image file paths); the task gave {type(v).__name__} {v!r:.80}")
         return out
 
-    def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Generate for each request (context, gen_kwargs, doc_to_visual, doc_id, task, split), batched."""
+    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
+        """Generate for each request (context, gen_kwargs, doc_to_visual, doc_id, task, split), batched.
+
+        Replies come with their generated-token counts, which lmms-eval reports as token usage.
+        """
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):  # a batch shares one set of generation settings
             groups.setdefault(json.dumps(req.args[1], sort_keys=True, default=str), []).append(i)
-        results: list[str] = [""] * len(requests)
+        results: list[GenerationResult] = [GenerationResult(text="")] * len(requests)
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                for i, text in zip(chunk, self._generate_chunk([requests[i] for i in chunk]), strict=True):
-                    results[i] = text
+                for i, reply in zip(chunk, self._generate_chunk([requests[i] for i in chunk]), strict=True):
+                    results[i] = reply
         return results
 
-    def _generate_chunk(self, chunk: Sequence[Instance]) -> list[str]:
+    def _generate_chunk(self, chunk: Sequence[Instance]) -> list[GenerationResult]:
         settings = dict(chunk[0].args[1] or {})
         until = settings.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
@@ -116,7 +119,7 @@ class DecoLMM(lmms):
             prompts.append(self.generator.prompt(_text(context), len(visuals)))
             images.append(visuals)
         replies = self.generator.generate(prompts, images, max_new, stop=until, do_sample=sample, **gen)
-        return [r.text for r in replies]
+        return [GenerationResult(text=r.text, token_counts=TokenCounts(output_tokens=r.tokens)) for r in replies]
 
     def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
         """Teacher-forced (score, is_greedy) of each continuation after its context and images.

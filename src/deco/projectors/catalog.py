@@ -37,12 +37,14 @@ def projector_catalog(dv: int, dl: int, grid: str, tokens: int | None = None) ->
         try:
             with torch.device("meta"):
                 proj = build_projector(name, dv, dl, _token_options(name, tokens))
+            # Video projectors (projectors/video.py) count tokens per video of their num_frames frames.
+            video = getattr(proj, "supports_time", False)
             rows.append(
                 {
                     "name": name,
-                    "tokens": proj.num_tokens(in_grid),
+                    "tokens": proj.num_tokens((proj.num_frames, *in_grid) if video else in_grid),
                     "params": proj.num_parameters(),
-                    "description": proj.description,
+                    "description": proj.description + (f" (per video of {proj.num_frames} frames)" if video else ""),
                 }
             )
         except DecoError as exc:

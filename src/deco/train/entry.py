@@ -54,8 +54,6 @@ def _check(config: Config, world: int) -> None:
             f"train.global_batch_size={train.global_batch_size} is not divisible by per_device_batch_size "
             f"({train.per_device_batch_size}) x processes ({world}) = {per_step}"
         )
-    if train.lora.enabled:
-        raise ConfigError("train.lora.enabled: LoRA training is not implemented by deco.train yet")
 
 
 def run_training(
@@ -87,6 +85,11 @@ def run_training(
     for line in describe_trainable(counts, train.stage):
         reporter.info(line)
     data = dataset if dataset is not None else build_dataset(config, model)
+    if saved is not None and saved.get("num_samples") not in (None, len(data)):
+        raise ConfigError(
+            f"cannot resume from {checkpoint}: the dataset had {saved['num_samples']} usable samples in that "
+            f"run and has {len(data)} now, so the saved data position would point elsewhere"
+        )
     modality = getattr(data, "modality_lengths", None)
     plan = BatchPlan(len(data), train.global_batch_size, train.per_device_batch_size, world, train.seed,
                      modality if config.data.group_by_modality_length else None)
@@ -126,7 +129,7 @@ def run_training(
         f"{train.per_device_batch_size} ({accelerator.distributed_type.value}, {accelerator.device}, "
         f"precision {train.precision})" + (f"; resuming at step {state.step} from {checkpoint}" if saved else "")
     )
-    extra = {"world_size": world, "accum": plan.accum, "total_steps": total}
+    extra = {"world_size": world, "accum": plan.accum, "total_steps": total, "num_samples": len(data)}
     loop = Loop(
         accelerator, model, optimizer, scheduler, plan, batches, state, train, total, reporter, metrics,
         save=lambda: save_checkpoint(accelerator, model, optimizer, scheduler, state, config, extra),

@@ -6,6 +6,7 @@ import torch
 
 from deco.config import TrainSection
 from deco.model import DecoModel
+from deco.train.lora import freeze_for_lora, lora_active
 
 COMPONENTS = ("vision_tower", "projector", "llm")
 
@@ -27,6 +28,8 @@ def apply_stage(model: DecoModel, train: TrainSection) -> dict[str, tuple[int, i
     train_these = trainable_components(train)
     for name in COMPONENTS:
         getattr(model, name).requires_grad_(name in train_these)
+    if lora_active(train):
+        freeze_for_lora(model)
     return model.component_parameters()
 
 
@@ -47,10 +50,15 @@ def upcast_trainable(model: DecoModel) -> int:
 
 
 def set_train_modes(model: DecoModel, train: TrainSection) -> None:
-    """Train mode for what is trained; frozen parts in eval mode so dropout never touches them."""
-    train_these = trainable_components(train)
-    for name in COMPONENTS:
-        getattr(model, name).train(name in train_these)
+    """Projector and LLM in train mode in both stages; the vision tower only when it is trained.
+
+    Gradients flow through the LLM even when it is frozen (stage 1 trains the projector through it),
+    and HF models apply gradient checkpointing only in train mode. The vision tower sits before
+    every trained part, so a frozen one runs in eval mode (no dropout, no checkpointing needed).
+    """
+    model.projector.train()
+    model.llm.train()
+    model.vision_tower.train("vision_tower" in trainable_components(train))
 
 
 def describe_trainable(counts: dict[str, tuple[int, int]], stage: int) -> list[str]:

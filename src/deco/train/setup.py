@@ -18,6 +18,7 @@ from deco.train import accel
 from deco.train.batches import BatchPlan
 from deco.train.checkpoint import PROJECTOR_FILE, TRAINABLE_FILE, atomic_directory, latest_checkpoint
 from deco.train.freeze import apply_stage, upcast_trainable
+from deco.train.lora import add_lora, lora_active, merge_lora
 from deco.train.snapshot import load_trainable
 from deco.train.state import seed_everything
 
@@ -58,14 +59,25 @@ def model_for_stage(
     model = build_model(config, vision_tower)
     if train.stage1_checkpoint:
         load_projector_weights(model.projector, stage1_projector_file(train.stage1_checkpoint))
+    if lora_active(train):
+        add_lora(model, train.lora)
     counts = apply_stage(model, train)
     upcast_trainable(model)
     if train.gradient_checkpointing:
-        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.llm.config.use_cache = False
+        enable_checkpointing(model.llm)
     if checkpoint is not None:
         load_trainable(model, checkpoint / TRAINABLE_FILE)
     return model, counts
+
+
+def enable_checkpointing(llm: Any) -> None:
+    """HF activation (gradient) checkpointing on the LLM's layers, non-reentrant (inputs may be frozen)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(llm, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name is deprecated
+        llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    llm.config.use_cache = False
 
 
 def build_dataset(config: Config, model: DecoModel) -> ConversationDataset:
@@ -106,10 +118,10 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
             copy.load_state_dict(weights, strict=False)
             unwrapped = copy
     if accelerator.is_main_process:
+        merge_lora(unwrapped)
         unwrapped.to(DTYPES[config.model.dtype])  # float32 master weights back to the model's dtype
         bars = hf_logging.is_progress_bar_enabled()
-        if config.train.quiet:
-            hf_logging.disable_progress_bar()  # HF's "Writing model shards" bar
+        hf_logging.disable_progress_bar()  # HF's "Writing model shards" bar, next to ours
         try:
             with atomic_directory(target) as tmp:
                 save_model(unwrapped, tmp)

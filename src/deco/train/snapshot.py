@@ -37,7 +37,7 @@ MUST_MATCH = (
     "model", "vision", "projector", "llm",
     "data.train_file", "data.template", "data.max_length", "data.group_by_modality_length",
     "data.allow_multi_image", "data.on_bad_sample",
-    "train.stage", "train.seed", "train.global_batch_size", "train.train_vision",
+    "train.stage", "train.seed", "train.global_batch_size", "train.train_vision", "train.lora",
 )
 
 

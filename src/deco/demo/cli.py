@@ -1,0 +1,50 @@
+"""`deco demo`: registered on the main CLI app (deco.cli imports this module and calls `register`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def demo_command(
+    quick: Annotated[bool, typer.Option("--quick", help="Three projectors, fewer steps (about 3 minutes).")] = False,
+    paper_geometry: Annotated[
+        bool, typer.Option("--paper-geometry", help="24x24 patches -> 12x12 tokens as in the paper (much slower).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="First training seed (model init and data order).")] = 0,
+    seeds: Annotated[int, typer.Option(help="Number of seeds (seed, seed+1, ...); >1 reports mean and SD.")] = 1,
+    projectors: Annotated[
+        str | None, typer.Option(help="Comma-separated projectors, e.g. mlp,deco,qformer (default: all five).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Stage-2 optimizer steps per projector (stage 1 unchanged).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for results, plots and runs.")] = Path("deco-demo"),
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Cache for the dataset and encoder (default ~/.cache/deco/demo).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the dataset and encoder.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Parallel jobs (default: one per CPU core).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Demo settings YAML (default: built in; see configs/demo.yaml).")] = None,
+    keep_checkpoints: Annotated[
+        bool, typer.Option("--keep-checkpoints", help="Keep intermediate checkpoints (the final models are kept).")
+    ] = False,
+) -> None:
+    """Train and compare the projectors on synthetic spatial questions, on this machine, with no downloads.
+
+    Builds (and caches) a Sort-of-CLEVR-style dataset and a tiny pretrained ViT, then runs the two-stage LLaVA
+    recipe through `deco train`'s code for each projector at equal steps, data and learning-rate rules, the
+    compressors at the same token count, and scores greedy answers on a held-out split. Writes results.json,
+    results.md, plots and example images to --out.
+    """
+    from deco.demo.pipeline import DemoOptions, run_demo
+
+    names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
+    run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, seed=seed, seeds=seeds, projectors=names,
+                         steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
+                         config=config, keep_checkpoints=keep_checkpoints))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `demo` to the deco CLI."""
+    app.command("demo")(demo_command)

@@ -1,0 +1,152 @@
+"""`deco demo` end to end: settings -> cached assets -> jobs -> results.json, results.md, plots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from deco.demo.cache import Assets, default_cache_dir, prepare_assets
+from deco.demo.settings import DemoSettings, load_settings, settings_from_dict
+from deco.errors import ConfigError
+
+MARKER = ".deco-demo"
+
+
+@dataclass
+class DemoOptions:
+    """What the command line chose."""
+
+    quick: bool = False
+    paper_geometry: bool = False
+    seed: int = 0
+    seeds: int = 1
+    projectors: list[str] | None = None
+    steps: int | None = None
+    out: Path = Path("deco-demo")
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    workers: int | None = None
+    config: Path | None = None
+    keep_checkpoints: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_settings(opts: DemoOptions) -> DemoSettings:
+    """Built-in or file settings, profiles, then the command-line choices."""
+    profiles = tuple(p for p, on in (("quick", opts.quick), ("paper_geometry", opts.paper_geometry)) if on)
+    settings = load_settings(opts.config, profiles)
+    data = settings.to_dict()
+    if opts.projectors:
+        data["projectors"] = list(opts.projectors)
+    if opts.steps is not None:
+        if opts.steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {opts.steps}")
+        data["train"]["stage2_steps"] = opts.steps
+    for key, value in opts.extra.items():  # tests: dotted overrides such as "scenes.train_images"
+        section, name = key.split(".")
+        data[section][name] = value
+    return settings_from_dict(data, "demo settings + command line")
+
+
+def _prepare_out(out: Path) -> Path:
+    """Create the output folder; an earlier demo's runs there are replaced, anything else is refused."""
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ConfigError(f"--out {out} exists and is not a deco demo folder; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `deco demo`; its runs are replaced by the next demo run here\n")
+    runs = out / "runs"
+    if runs.exists():
+        shutil.rmtree(runs)
+    return runs
+
+
+def _assets(settings: DemoSettings, opts: DemoOptions, console: Console) -> Assets:
+    cache = opts.cache_dir or default_cache_dir()
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bars:
+        task = bars.add_task("encoder pretraining", total=settings.encoder.pretrain_steps, start=False)
+
+        def progress(done: int, total: int) -> None:
+            if done == 1:
+                bars.start_task(task)
+            bars.update(task, completed=done, total=total)
+
+        return prepare_assets(settings, cache, rebuild=opts.no_cache, status=lambda m: console.print(f"  {m}"),
+                              progress=progress)
+
+
+def geometry(settings: DemoSettings, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Image size, patch grid, token counts per projector."""
+    h, w = settings.token_grid
+    return {"image_size": settings.scenes.image_size, "patch_size": settings.encoder.patch_size,
+            "patch_grid": f"{settings.grid}x{settings.grid}", "compressed_grid": f"{h}x{w} = {h * w}",
+            "visual_tokens": {r["projector"]: r["visual_tokens"] for r in runs}}
+
+
+def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any]:
+    """Run the whole demo; returns the payload written to results.json."""
+    from deco.demo import notes, plots, report
+    from deco.demo.evaluate import load_test
+    from deco.demo.runner import projector_options
+    from deco.demo.schedule import default_workers, run_jobs
+
+    console = console or Console()
+    start = time.perf_counter()
+    settings = resolve_settings(opts)
+    runs_dir = _prepare_out(opts.out)
+    seeds = [opts.seed + i for i in range(max(1, opts.seeds))]
+    workers = opts.workers or default_workers(len(settings.projectors) * len(seeds))
+    h, w = settings.token_grid
+    console.rule("[bold]deco demo")
+    console.print(
+        f"Projectors {', '.join(settings.projectors)}; seeds {seeds}. Images {settings.scenes.image_size} px -> "
+        f"{settings.grid}x{settings.grid} = {settings.grid ** 2} patch tokens; compressors emit {h}x{w} = {h * w}. "
+        f"Stage 1 {settings.train.stage1_steps} + stage 2 {settings.train.stage2_steps} steps of batch "
+        f"{settings.train.batch_size}, equal for all; {workers} worker process(es)."
+    )
+    assets = _assets(settings, opts, console)
+    asset_seconds = time.perf_counter() - start
+    console.print(f"  assets ready in {asset_seconds:.0f} s ({'built: ' + ', '.join(assets.built) if assets.built else 'cached'})"
+                  f" at {assets.data_dir.parent}")
+    runs = run_jobs(settings, assets, seeds, runs_dir, workers, opts.keep_checkpoints, console)
+    summary = report.summarize(runs, settings.eval.loss_steps)
+    baseline = assets.data_summary["majority_baseline"]
+    payload: dict[str, Any] = {
+        "command": " ".join(["deco", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("deco") else "deco demo",
+        "machine": report.machine(),
+        "workers": workers,
+        "seeds": seeds,
+        "geometry": geometry(settings, runs),
+        "projector_options": {p: projector_options(settings, p) for p in settings.projectors},
+        "projectors": summary,
+        "majority_baseline": baseline,
+        "test_questions_per_family": assets.data_summary["test_per_family"],
+        "assets": {"built": assets.built, "encoder": assets.encoder_report, "data": assets.data_summary},
+        "settings": settings.to_dict(),
+        "runs": [{k: v for k, v in r.items() if k != "answers"} for r in runs],
+    }
+    payload["notes"] = notes.observations(payload)
+    test = load_test(assets.data_dir / "test.json")
+    first = {r["projector"]: r["answers"] for r in runs if r["seed"] == seeds[0]}
+    plots.loss_plot(runs, opts.out / "loss_curves.png")
+    plots.family_bars(summary, baseline, opts.out / "accuracy_by_family.png")
+    plots.learning_curves(summary, opts.out / "learning_curves.png")
+    plots.example_figures(test, first, assets.images, settings.eval.examples, opts.out / "examples")
+    (opts.out / "answers.json").write_text(json.dumps({"seed": seeds[0], "answers": first}), encoding="utf-8")
+    payload["wall_seconds"] = {"assets": round(asset_seconds, 1), "total": round(time.perf_counter() - start, 1)}
+    report.write_json(opts.out / "results.json", payload)
+    (opts.out / "results.md").write_text(report.markdown(payload), encoding="utf-8")
+    console.print(report.rich_table(summary, baseline, "Held-out exact-match accuracy"))
+    for line in payload["notes"]:
+        console.print(f"• {line}")
+    console.print(f"Done in {payload['wall_seconds']['total']:.0f} s. Results, plots and examples in {opts.out}/")
+    return payload

@@ -1,0 +1,173 @@
+"""Turns the jobs' results into results.json, results.md and the terminal table.
+
+Every number comes from the jobs' own outputs (accuracies from greedy answers, losses from the
+trainer's metrics.jsonl, times from the clock); nothing is filled in by hand. With several seeds,
+accuracies are given as mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from deco.demo.questions import FAMILIES
+
+SHORT = {"attribute": "attr", "column": "col", "row": "row", "cell": "cell*", "relation": "rel",
+         "count": "count", "exists": "exists", "smallest": "small"}
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and cores this process may use, OS, Python and torch versions."""
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "os": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__}
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    vals = [float(v) for v in values]
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "values": [round(v, 4) for v in vals]}
+
+
+def loss_at(losses: list[list[float]], step: int, window: int = 10) -> float | None:
+    """Mean training loss over the `window` steps ending at `step` (None if the run is shorter)."""
+    picked = [loss for s, loss in losses if step - window < s <= step]
+    return statistics.fmean(picked) if picked and max(s for s, _ in losses) >= step else None
+
+
+def summarize(runs: list[dict[str, Any]], loss_steps: list[int]) -> dict[str, Any]:
+    """Per projector: accuracies (mean/std over seeds), learning curve, losses, sizes and times."""
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(r["projector"] for r in runs):
+        mine = [r for r in runs if r["projector"] == name]
+        final = {key: _stats([r["final"][key] for r in mine]) for key in ("overall", "spatial", "localisation")}
+        final["families"] = {f: _stats([r["final"]["families"][f] for r in mine])
+                             for f in FAMILIES if f in mine[0]["final"]["families"]}
+        curve = []
+        for i, point in enumerate(mine[0]["curve"]):
+            curve.append({"step": point["step"],
+                          **{k: _stats([r["curve"][i][k] for r in mine]) for k in ("overall", "spatial")},
+                          "families": {f: statistics.fmean(r["curve"][i]["families"][f] for r in mine)
+                                       for f in point["families"]}})
+        losses = {}
+        for step in loss_steps:
+            values = [v for r in mine if (v := loss_at(r["losses"]["stage2"], step)) is not None]
+            if values:
+                losses[str(step)] = _stats(values)
+        times = {
+            "stage1_train_seconds": _stats([r["times"]["stage1"]["train_seconds"] for r in mine]),
+            "stage2_train_seconds": _stats([r["times"]["stage2"]["train_seconds"] for r in mine]),
+            "eval_seconds": _stats([r["eval_seconds"] for r in mine]),
+            "job_cpu_seconds": _stats([r["job_cpu_seconds"] for r in mine]),
+        }
+        out[name] = {"visual_tokens": mine[0]["visual_tokens"], "projector_params": mine[0]["projector_params"],
+                     "final": final, "curve": curve, "stage2_loss_at": losses, "times": times,
+                     "seeds": [r["seed"] for r in mine]}
+    return out
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """results.json (answers of every run kept in runs/, not here)."""
+    path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+
+def _fmt(stat: dict[str, Any], seeds: int) -> str:
+    text = f"{stat['mean']:.2f}"
+    return text + f" ± {stat['std']:.2f}" if seeds > 1 else text
+
+
+def main_rows(summary: dict[str, Any], baseline: dict[str, float]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the main comparison table (also the rich table)."""
+    header = ["projector", "tokens", "params", "overall", "spatial", *[SHORT[f] for f in FAMILIES], "train s"]
+    rows = []
+    for name, s in summary.items():
+        n = len(s["seeds"])
+        fam = [_fmt(s["final"]["families"][f], n) if f in s["final"]["families"] else "-" for f in FAMILIES]
+        secs = s["times"]["stage1_train_seconds"]["mean"] + s["times"]["stage2_train_seconds"]["mean"]
+        rows.append([name, str(s["visual_tokens"]), f"{s['projector_params']:,}", _fmt(s["final"]["overall"], n),
+                     _fmt(s["final"]["spatial"], n), *fam, f"{secs:.0f}"])
+    rows.append(["majority answer", "", "", "", "", *[f"{baseline.get(f, 0):.2f}" for f in FAMILIES], ""])
+    return header, rows
+
+
+def rich_table(summary: dict[str, Any], baseline: dict[str, float], title: str) -> Table:
+    """The terminal table."""
+    header, rows = main_rows(summary, baseline)
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row, style="dim" if row[0] == "majority answer" else None)
+    return table
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """results.md: the tables, the learning curves, the early losses, sizes, times and the caveats."""
+    summary, baseline = payload["projectors"], payload["majority_baseline"]
+    seeds = payload["seeds"]
+    geo = payload["geometry"]
+    lines = [
+        "# deco demo results",
+        "",
+        f"Machine: {payload['machine']['cpu']}, {payload['machine']['cores']} cores; workers {payload['workers']}. "
+        f"Wall time {payload['wall_seconds']['total']:.0f} s (assets {payload['wall_seconds']['assets']:.0f} s"
+        f", built now: {', '.join(payload['assets']['built']) or 'none, cached'}).",
+        f"Images {geo['image_size']} px, patch {geo['patch_size']} -> {geo['patch_grid']} patches; "
+        f"compressors emit {geo['compressed_grid']} tokens. Seeds: {', '.join(map(str, seeds))}. "
+        f"Steps: stage 1 {payload['settings']['train']['stage1_steps']}, stage 2 "
+        f"{payload['settings']['train']['stage2_steps']}, batch {payload['settings']['train']['batch_size']}.",
+        "",
+        "## Held-out exact-match accuracy" + (" (mean ± SD over seeds)" if len(seeds) > 1 else ""),
+        "",
+    ]
+    header, rows = main_rows(summary, baseline)
+    lines += _md_table(header, rows)
+    lines += ["", "`cell*` is the localisation family (which of 9 cells). Spatial = column, row, cell, relation.",
+              "Majority answer = accuracy of always giving the family's most common test answer.", "",
+              "## Learning curves (overall accuracy on the curve subset of the test split)", ""]
+    steps = [p["step"] for p in next(iter(summary.values()))["curve"]]
+    lines += _md_table(["projector", *[f"step {s}" for s in steps]],
+                       [[n, *[f"{p['overall']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
+    lines += ["", "## Spatial accuracy along training", ""]
+    lines += _md_table(["projector", *[f"step {s}" for s in steps]],
+                       [[n, *[f"{p['spatial']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
+    loss_steps = payload["settings"]["eval"]["loss_steps"]
+    lines += ["", "## Stage-2 training loss at fixed early steps (mean of the 10 steps ending there)", ""]
+    lines += _md_table(["projector", *[f"step {s}" for s in loss_steps]],
+                       [[n, *[f"{s['stage2_loss_at'][str(k)]['mean']:.3f}" if str(k) in s["stage2_loss_at"] else "-"
+                              for k in loss_steps]] for n, s in summary.items()])
+    lines += ["", "## Sizes and times", ""]
+    lines += _md_table(
+        ["projector", "options", "params", "stage 1 s", "stage 2 s", "eval s", "job CPU s"],
+        [[n, json.dumps(payload["projector_options"][n]), f"{s['projector_params']:,}",
+          f"{s['times']['stage1_train_seconds']['mean']:.0f}", f"{s['times']['stage2_train_seconds']['mean']:.0f}",
+          f"{s['times']['eval_seconds']['mean']:.0f}", f"{s['times']['job_cpu_seconds']['mean']:.0f}"]
+         for n, s in summary.items()])
+    enc = payload["assets"]["encoder"]
+    lines += ["", f"Encoder: {json.dumps(enc['config'])}; held-out per-patch accuracy of its pretraining heads "
+              f"{json.dumps(enc['held_out_patch_accuracy'])}.", "", "## Reading these numbers", ""]
+    lines += [f"- {note}" for note in payload["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(row) + " |" for row in rows]

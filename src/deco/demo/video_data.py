@@ -1,0 +1,154 @@
+"""Writes the video demo's data like real data, and caches it with the pretrained frame encoder.
+
+    images/train/NNNNNN.npy, images/test/NNNNNN.npy   frames [F, S, S, 3] uint8 (a video "file")
+    stage1.json   one caption conversation per training video (template `plain`)
+    stage2.json   several questions of distinct families per training video, some closed by a caption
+    test.json     one question per (test video, family), with an extra "family" key
+    tokenizer/    the word-level tokenizer of this vocabulary
+
+The encoder is the image demo's tiny ViT, pretrained the same way on single frames. Both assets are
+cached with the image demo's cache helpers (a folder per settings hash, built under a temp name).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deco.demo.cache import Assets, _cached, _key
+from deco.demo.dataset import majority_baselines
+from deco.demo.video_questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
+from deco.demo.video_scenes import Video, render_video, sample_video
+from deco.demo.video_settings import VideoDemoSettings, VideoSceneSettings
+from deco.model.tokenizer import IMAGE_TOKEN
+
+TRAIN, TEST = "train", "test"
+_STREAMS = {TRAIN: 0, TEST: 1}
+
+
+def split_videos(settings: VideoSceneSettings, split: str) -> list[Video]:
+    """The videos of a split, regenerated deterministically from the data seed."""
+    rng = np.random.default_rng([settings.seed, _STREAMS[split]])
+    n = settings.train_videos if split == TRAIN else settings.test_videos
+    return [sample_video(rng, settings.frames, settings.image_size, settings.max_objects, settings.change_prob)
+            for _ in range(n)]
+
+
+def _turn(role: str, value: str) -> dict[str, str]:
+    return {"from": role, "value": value}
+
+
+def _path(split: str, index: int) -> str:
+    return f"{split}/{index:06d}.npy"
+
+
+def stage1_records(videos: list[Video]) -> list[dict[str, Any]]:
+    """Caption records (stage 1, template `plain`)."""
+    return [{"id": f"cap-{i:06d}", "image": _path(TRAIN, i),
+             "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{DESCRIBE}"), _turn("gpt", caption(v))]}
+            for i, v in enumerate(videos)]
+
+
+def stage2_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict[str, Any]]:
+    """Multi-turn question records; a caption turn closes `caption_fraction` of them (last, so no
+    question can be answered by copying it)."""
+    rng = np.random.default_rng([settings.seed, 2])
+    records = []
+    for i, video in enumerate(videos):
+        turns = []
+        for _family, (question, answer) in conversation_questions(video, rng, settings.questions_per_video):
+            turns += [_turn("human", question), _turn("gpt", answer)]
+        if rng.random() < settings.caption_fraction:
+            turns += [_turn("human", DESCRIBE), _turn("gpt", caption(video))]
+        turns[0]["value"] = f"{IMAGE_TOKEN}\n{turns[0]['value']}"
+        records.append({"id": f"qa-{i:06d}", "image": _path(TRAIN, i), "conversations": turns})
+    return records
+
+
+def test_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict[str, Any]]:
+    """One question per (test video, family) where the video can pose it."""
+    rng = np.random.default_rng([settings.seed, 3])
+    records = []
+    for i, video in enumerate(videos):
+        for family in FAMILIES:
+            qa = ask(family, video, rng)
+            if qa is not None:
+                records.append({"id": f"test-{i:06d}-{family}", "image": _path(TEST, i), "family": family,
+                                "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), _turn("gpt", qa[1])]})
+    return records
+
+
+def write_video_dataset(directory: str | Path, settings: VideoSceneSettings) -> dict[str, Any]:
+    """Render every video to .npy and write the three JSON files; returns counts and baselines."""
+    directory = Path(directory)
+    summary: dict[str, Any] = {}
+    for split in (TRAIN, TEST):
+        (directory / "images" / split).mkdir(parents=True, exist_ok=True)
+        videos = split_videos(settings, split)
+        for i, video in enumerate(videos):
+            np.save(directory / "images" / _path(split, i), render_video(video))
+        files = ({"stage1.json": stage1_records(videos), "stage2.json": stage2_records(videos, settings)}
+                 if split == TRAIN else {"test.json": test_records(videos, settings)})
+        for name, records in files.items():
+            (directory / name).write_text(json.dumps(records, indent=0), encoding="utf-8")
+            summary[name] = len(records)
+    test = json.loads((directory / "test.json").read_text(encoding="utf-8"))
+    summary["test_per_family"] = dict(Counter(r["family"] for r in test))
+    summary["majority_baseline"] = majority_baselines(test)
+    return summary
+
+
+def build_video_tokenizer(directory: Path) -> None:
+    """Word-level tokenizer over the video vocabulary and the templates' words, saved to `directory`."""
+    from deco.demo.vocab import TEMPLATES, template_words
+    from deco.model.tokenizer import build_word_tokenizer
+
+    words = set(vocabulary())
+    for name in TEMPLATES:
+        words |= template_words(name)
+    build_word_tokenizer(sorted(words), style="llama").save_pretrained(str(directory))
+
+
+def prepare_video_assets(
+    settings: VideoDemoSettings, cache_dir: str | Path, rebuild: bool = False,
+    status: Callable[[str], None] = lambda _: None,
+) -> Assets:
+    """Videos, tokenizer and frame encoder for these settings, from the cache or built now."""
+    from deco.demo.encoder import pretrain_encoder, save_encoder
+
+    root = Path(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    videos = asdict(settings.videos)
+    built = []
+
+    def build_data(folder: Path) -> dict[str, Any]:
+        status(f"rendering {settings.videos.train_videos} training and {settings.videos.test_videos} test videos")
+        summary = write_video_dataset(folder, settings.videos)
+        build_video_tokenizer(folder / "tokenizer")
+        return summary
+
+    data_dir, summary, fresh = _cached(root, _key("video-data", {"videos": videos}), rebuild, build_data)
+    built += ["dataset"] if fresh else []
+
+    def build_encoder(folder: Path) -> dict[str, Any]:
+        status(f"pretraining the tiny ViT on single frames ({settings.encoder.pretrain_steps} steps)")
+        rng = np.random.default_rng(settings.encoder.seed)
+        train_videos = split_videos(settings.videos, TRAIN)
+        picks = rng.integers(settings.videos.frames, size=settings.encoder.pretrain_images)
+        frames = [train_videos[i % len(train_videos)].frame(int(t)) for i, t in enumerate(picks)]
+        frames = [f for f in frames if f.objects]  # an object may be off screen in every frame of a moment
+        held_out = [f for v in split_videos(settings.videos, TEST)[:100] if (f := v.frame(v.frames // 2)).objects]
+        tower, report = pretrain_encoder(frames, held_out, settings.videos.image_size, settings.encoder)
+        save_encoder(tower, report, folder)
+        return report
+
+    enc_key = _key("video-encoder", {"videos": videos, "encoder": asdict(settings.encoder)})
+    encoder_dir, report, fresh = _cached(root, enc_key, rebuild, build_encoder)
+    built += ["encoder"] if fresh else []
+    return Assets(data_dir, encoder_dir, data_dir / "tokenizer", summary, report, built)

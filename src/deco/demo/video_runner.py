@@ -1,0 +1,211 @@
+"""The video comparison: spatial-only, temporal-only, 3D (DeCo order), 3D (PLLaVA order) and a Q-Former
+over all frames, at one token budget, each trained in two stages through `deco.train.run_training` and
+scored on held-out videos, for several seeds.
+
+Run configs come from the image demo's `stage_config` (same LM, steps, batch, learning-rate rule, data
+order per seed); only the projector options and the dataset differ: a VideoConversationDataset that
+loads each `image` entry as a video of F frames.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deco.config import Config
+from deco.demo.cache import Assets, default_cache_dir
+from deco.demo.evaluate import load_test, normalize
+from deco.demo.runner import read_losses, stage_config
+from deco.demo.video_questions import FAMILIES
+from deco.demo.video_settings import VideoDemoSettings
+from deco.errors import ConfigError
+
+Status = Callable[[str], None]
+TEMPLATE = "vicuna_v1"
+
+
+def video_config(settings: VideoDemoSettings, assets: Assets, name: str, stage: int, run_dir: Path,
+                 seed: int, quiet: bool) -> Config:
+    """The image demo's run config for this stage, with the video projector's options."""
+    config = stage_config(settings.as_demo_settings(), assets, name, stage, run_dir, seed, quiet)
+    config.projector.options = settings.options(name)
+    return config
+
+
+def token_budget(settings: VideoDemoSettings) -> dict[str, dict[str, int]]:
+    """Tokens per video and projector parameters for each projector; all token counts must agree."""
+    from deco.projectors import build_projector
+
+    grid = (settings.videos.frames, settings.grid, settings.grid)
+    out = {}
+    for name in settings.projectors:
+        with torch.device("meta"):
+            proj = build_projector(name, settings.encoder.hidden_size, settings.lm.hidden_size, settings.options(name))
+        out[name] = {"tokens": proj.num_tokens(grid), "params": proj.num_parameters()}
+    counts = {v["tokens"] for v in out.values()}
+    if len(counts) > 1:
+        raise ConfigError(f"video demo: projectors must emit equal token budgets, got "
+                          f"{ {k: v['tokens'] for k, v in out.items()} }")
+    return out
+
+
+def train_video_projector(settings: VideoDemoSettings, assets: Assets, name: str, run_root: Path, seed: int,
+                          quiet: bool, status: Status) -> dict[str, Any]:
+    """Stage 1 (projector only) then stage 2 (projector + LM) on the video dataset."""
+    from deco.demo.video_dataset import VideoConversationDataset
+    from deco.model import build_model
+    from deco.train import run_training
+
+    out: dict[str, Any] = {}
+    for stage in (1, 2):
+        run_dir = run_root / f"stage{stage}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        config = video_config(settings, assets, name, stage, run_dir, seed, quiet)
+        processor = build_model(config).processor()  # the processor of the model run_training builds
+        data = VideoConversationDataset(config.data.train_file, config.data.image_folder, processor,
+                                        config.data.template, config.data.max_length, check_videos=False)
+        steps = config.train.max_steps
+        status(f"[bold]{name}[/] seed {seed} · stage {stage} ({'projector only' if stage == 1 else 'projector + LM'}), "
+               f"{steps} steps")
+        start = time.perf_counter()
+        summary = run_training(config, dataset=data)
+        out[f"stage{stage}"] = {"seconds": time.perf_counter() - start, "train_seconds": summary["train_seconds"],
+                                "run_dir": str(run_dir)}
+    return out
+
+
+@torch.no_grad()
+def answer_videos(model: Any, questions: list[dict[str, Any]], folder: Path, batch_size: int = 64,
+                  max_new_tokens: int = 3) -> list[str]:
+    """Greedy answers, each question asked alone as the first turn with its video."""
+    from deco.data import render_prompt
+    from deco.model.video import load_video
+
+    model.eval()
+    processor = model.processor()
+    cache: dict[str, Any] = {}
+    answers: list[str] = []
+    for start in range(0, len(questions), batch_size):
+        chunk = questions[start : start + batch_size]
+        prompts = [render_prompt(TEMPLATE, q["question"], num_images=1) for q in chunk]
+        for q in chunk:
+            if q["image"] not in cache:
+                cache[q["image"]] = load_video(folder / q["image"], processor.num_frames, processor.min_frames)
+        batch = processor(prompts, videos=[cache[q["image"]] for q in chunk])
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        answers += [t.strip() for t in model.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    return answers
+
+
+def score_families(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]:
+    """Exact-match accuracy per family and overall (mean over questions)."""
+    hits: dict[str, list[float]] = defaultdict(list)
+    for q, a in zip(questions, answers, strict=True):
+        hits[q["family"]].append(float(normalize(a) == normalize(q["answer"])))
+    every = [h for v in hits.values() for h in v]
+    return {"overall": sum(every) / len(every), "families": {f: sum(v) / len(v) for f in FAMILIES if (v := hits.get(f))},
+            "questions": len(every)}
+
+
+def evaluate_video_run(settings: VideoDemoSettings, assets: Assets, stage2_dir: Path) -> dict[str, Any]:
+    """Accuracy of the final model on the whole held-out split; checkpoints are removed."""
+    from deco.model import load_model
+    from deco.train.checkpoint import list_checkpoints
+
+    test = load_test(assets.data_dir / "test.json")
+    model = load_model(stage2_dir / "final")
+    answers = answer_videos(model, test, assets.images, settings.eval.batch_size)
+    for folder in (stage2_dir, stage2_dir.parent / "stage1"):
+        for _, ckpt in list_checkpoints(folder):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return {"final": score_families(test, answers),
+            "predictions": [{"id": q["id"], "answer": a} for q, a in zip(test, answers, strict=True)]}
+
+
+def summarise(runs: list[dict[str, Any]], projectors: list[str]) -> dict[str, dict[str, Any]]:
+    """Per projector: mean and SD over seeds of every family's accuracy and of the overall score."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in projectors:
+        mine = [r for r in runs if r["projector"] == name]
+        if not mine:
+            continue
+        table: dict[str, list[float]] = defaultdict(list)
+        for r in mine:
+            table["overall"].append(r["final"]["overall"])
+            for f, acc in r["final"]["families"].items():
+                table[f].append(acc)
+        out[name] = {k: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0}
+                     for k, v in table.items()}
+        out[name]["seconds"] = statistics.fmean(r["train"]["stage1"]["seconds"] + r["train"]["stage2"]["seconds"]
+                                                for r in mine)
+    return out
+
+
+def report_markdown(results: dict[str, Any]) -> str:
+    """The results table (mean ± SD over seeds) with the majority baseline row."""
+    families = [f for f in FAMILIES if f in results["majority_baseline"]]
+    head = "| projector | tokens | params | " + " | ".join(families) + " | overall | train s |"
+    lines = [head, "|" + "---|" * (len(families) + 5)]
+    for name, row in results["summary"].items():
+        cells = [f"{row[f]['mean']:.2f} ± {row[f]['sd']:.2f}" if f in row else "-" for f in families]
+        budget = results["budget"][name]
+        lines.append(f"| {name} | {budget['tokens']} | {budget['params']:,} | " + " | ".join(cells)
+                     + f" | {row['overall']['mean']:.2f} ± {row['overall']['sd']:.2f} | {row['seconds']:.0f} |")
+    base = results["majority_baseline"]
+    lines.append("| majority answer | | | " + " | ".join(f"{base[f]:.2f}" for f in families) + " | | |")
+    return "\n".join(lines) + "\n"
+
+
+def run_video_demo(
+    settings: VideoDemoSettings,
+    out_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    rebuild: bool = False,
+    quiet: bool = True,
+    status: Status = print,
+) -> dict[str, Any]:
+    """Build (or reuse) the assets, train and score every projector for every seed, write results."""
+    from deco.demo.video_data import prepare_video_assets
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    budget = token_budget(settings)
+    assets = prepare_video_assets(settings, cache_dir or default_cache_dir(), rebuild, status)
+    runs = []
+    for seed in settings.seeds:
+        for name in settings.projectors:
+            run_root = out_dir / "runs" / f"{name}-seed{seed}"
+            train = train_video_projector(settings, assets, name, run_root, seed, quiet, status)
+            status(f"  evaluating {name} seed {seed}")
+            result = evaluate_video_run(settings, assets, run_root / "stage2")
+            runs.append({"projector": name, "seed": seed, "train": train, "final": result["final"],
+                         "losses": read_losses(run_root / "stage2")})
+            (run_root / "predictions.json").write_text(json.dumps(result["predictions"]), encoding="utf-8")
+            status(f"  {name} seed {seed}: overall {result['final']['overall']:.2f}")
+    results = {"settings": settings.to_dict(), "budget": budget, "data": assets.data_summary,
+               "majority_baseline": assets.data_summary["majority_baseline"], "encoder": assets.encoder_report,
+               "runs": runs, "summary": summarise(runs, settings.projectors),
+               "seconds": time.perf_counter() - started, "threads": torch.get_num_threads()}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (out_dir / "report.md").write_text(report_markdown(results), encoding="utf-8")
+    return results
+
+
+if __name__ == "__main__":  # python -m deco.demo.video_runner OUT_DIR [--quick]
+    import sys
+
+    from deco.demo.video_settings import video_settings
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    res = run_video_demo(video_settings(quick="--quick" in sys.argv), args[0] if args else "runs/video-demo")
+    print(report_markdown(res))
+    print(f"total {res['seconds']:.0f} s")
