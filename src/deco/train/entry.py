@@ -48,6 +48,8 @@ def _check(config: Config, world: int) -> None:
             "stage 2 starts from a stage-1 projector: set train.stage1_checkpoint to its file or checkpoint "
             "folder (or model.load_from to a saved model)"
         )
+    if train.lora.enabled and train.stage != 2:
+        raise ConfigError("train.lora.enabled applies to stage 2 (stage 1 does not train the LLM)")
     per_step = train.per_device_batch_size * world
     if train.per_device_batch_size <= 0 or train.global_batch_size % per_step:
         raise ConfigError(

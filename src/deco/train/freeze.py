@@ -6,7 +6,6 @@ import torch
 
 from deco.config import TrainSection
 from deco.model import DecoModel
-from deco.train.lora import freeze_for_lora, lora_active
 
 COMPONENTS = ("vision_tower", "projector", "llm")
 
@@ -28,8 +27,6 @@ def apply_stage(model: DecoModel, train: TrainSection) -> dict[str, tuple[int, i
     train_these = trainable_components(train)
     for name in COMPONENTS:
         getattr(model, name).requires_grad_(name in train_these)
-    if lora_active(train):
-        freeze_for_lora(model)
     return model.component_parameters()
 
 

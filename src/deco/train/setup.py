@@ -11,6 +11,7 @@ from transformers.utils import logging as hf_logging
 from deco.config import Config
 from deco.data import ConversationDataset
 from deco.errors import ConfigError
+from deco.interop.lora import apply_lora, merge_lora
 from deco.model import DecoModel, build_model, load_projector_weights, save_model
 from deco.model.llm import DTYPES
 from deco.model.vision import VisionTower
@@ -18,7 +19,6 @@ from deco.train import accel
 from deco.train.batches import BatchPlan
 from deco.train.checkpoint import PROJECTOR_FILE, TRAINABLE_FILE, atomic_directory, latest_checkpoint
 from deco.train.freeze import apply_stage, upcast_trainable
-from deco.train.lora import add_lora, lora_active, merge_lora
 from deco.train.snapshot import load_trainable
 from deco.train.state import seed_everything
 
@@ -59,9 +59,11 @@ def model_for_stage(
     model = build_model(config, vision_tower)
     if train.stage1_checkpoint:
         load_projector_weights(model.projector, stage1_projector_file(train.stage1_checkpoint))
-    if lora_active(train):
-        add_lora(model, train.lora)
     counts = apply_stage(model, train)
+    if train.lora.enabled:
+        # LoRA adapters on the LLM: its base weights freeze again, only the adapters train.
+        apply_lora(model, train.lora, train.gradient_checkpointing)
+        counts = model.component_parameters()
     upcast_trainable(model)
     if train.gradient_checkpointing:
         enable_checkpointing(model.llm)
