@@ -1,0 +1,92 @@
+"""`deco demo` end to end: a tiny version in seconds (real data files, real trainer, real generation);
+the full default demo is a slow test."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from deco.demo.pipeline import DemoOptions, run_demo
+
+# Uniform-guess chance per family: answers the family can give.
+CHANCE = {"attribute": 1 / 12, "column": 1 / 3, "row": 1 / 3, "cell": 1 / 9, "relation": 1 / 2, "count": 1 / 5,
+          "exists": 1 / 2, "smallest": 1 / 6}
+
+TINY = {
+    "scenes.train_images": 96, "scenes.test_images": 16,
+    "encoder.pretrain_steps": 30, "encoder.pretrain_images": 96, "encoder.batch_size": 16,
+    "lm.hidden_size": 64, "lm.intermediate_size": 128,
+    "train.stage1_steps": 2, "train.stage2_steps": 60, "train.checkpoints": 2, "train.stage2_lr": 3.0e-3,
+    "eval.curve_images": 4, "eval.examples": 2, "eval.loss_steps": [5, 10],
+}
+
+
+def test_tiny_demo_end_to_end_writes_everything_and_learns_something(tmp_path):
+    out = tmp_path / "out"
+    opts = DemoOptions(projectors=["mlp", "deco"], out=out, cache_dir=tmp_path / "cache", workers=2, extra=TINY)
+    payload = run_demo(opts, Console(file=open(tmp_path / "console.txt", "w"), width=160))  # noqa: SIM115
+    for name in ("results.json", "results.md", "loss_curves.png", "accuracy_by_family.png", "learning_curves.png",
+                 "examples/example_0.png", "examples/example_1.png", "answers.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["projectors"]) == {"mlp", "deco"}
+    assert results["geometry"]["visual_tokens"] == {"mlp": 144, "deco": 36}
+    for s in results["projectors"].values():
+        accs = [s["final"]["overall"]["mean"], *[v["mean"] for v in s["final"]["families"].values()]]
+        assert all(0.0 <= a <= 1.0 for a in accs)
+        assert [p["step"] for p in s["curve"]] == [30, 60]
+        assert set(s["stage2_loss_at"]) == {"5", "10"}
+    runs = {r["projector"]: r for r in payload["runs"]}
+    assert len(runs["mlp"]["losses"]["stage2"]) == 60 and runs["mlp"]["losses"]["stage2"][0][0] == 1
+    # Training happened: the loss fell, and answers are of the right kind more often than a uniform guess.
+    losses = [loss for _, loss in runs["mlp"]["losses"]["stage2"]]
+    assert sum(losses[-10:]) < sum(losses[:10])
+    mlp = results["projectors"]["mlp"]["final"]["families"]
+    assert mlp["attribute"]["mean"] > CHANCE["attribute"]
+    md = (out / "results.md").read_text()
+    assert "| mlp | 144 |" in md and "majority answer" in md
+    # The saved final model is an ordinary deco model folder.
+    from deco.model import load_model
+
+    model = load_model(out / "runs" / "seed0" / "deco" / "stage2" / "final")
+    assert model.num_image_tokens == 36 and type(model.vision_tower).__name__ == "TinyViTTower"
+    # A second run reuses the cached dataset and encoder.
+    again = run_demo(DemoOptions(projectors=["deco"], out=out, cache_dir=tmp_path / "cache", workers=1,
+                                 extra={**TINY, "train.stage2_steps": 4}), Console(file=open(tmp_path / "c2", "w")))  # noqa: SIM115
+    assert again["assets"]["built"] == [] and set(again["projectors"]) == {"deco"}
+
+
+def test_demo_refuses_an_output_folder_it_did_not_write(tmp_path):
+    from deco.errors import ConfigError
+
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not a deco demo folder"):
+        run_demo(DemoOptions(out=tmp_path, cache_dir=tmp_path / "c", extra=TINY), Console(file=open(tmp_path / "x", "w")))  # noqa: SIM115
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_lists_demo_with_its_options():
+    from typer.testing import CliRunner
+
+    from deco.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0
+    for option in ("--quick", "--paper-geometry", "--seeds", "--projectors", "--steps", "--out", "--no-cache"):
+        assert option in result.output
+
+
+@pytest.mark.slow
+def test_default_demo_runs_in_budget(tmp_path):
+    """The full default demo (five projectors). Budget: 10 minutes on 2 free cores."""
+    start = time.perf_counter()
+    payload = run_demo(DemoOptions(out=tmp_path / "out", cache_dir=tmp_path / "cache"))
+    seconds = time.perf_counter() - start
+    assert set(payload["projectors"]) == {"mlp", "deco", "qformer", "cabstractor", "dabstractor"}
+    assert all(0 <= s["final"]["overall"]["mean"] <= 1 for s in payload["projectors"].values())
+    print(f"default demo wall time: {seconds:.0f} s")
+    assert Path(tmp_path / "out" / "results.md").is_file()
