@@ -122,3 +122,19 @@ def test_pickle_only_blip2_refused_unless_allowed(tmp_path, blip2_dir):
         init_qformer_from_blip2(qformer(EVA_WIDTH, num_hidden_layers=2), tmp_path)
     report = init_qformer_from_blip2(qformer(EVA_WIDTH, num_hidden_layers=2), tmp_path, allow_pickle=True)
     assert "query_tokens" in report.loaded
+
+
+def test_trainer_initialises_a_fresh_qformer_run_from_blip2(blip2_dir):
+    from deco.config import load_config
+    from deco.train.setup import model_for_stage
+
+    options = {**QFORMER, "num_queries": 8, "num_hidden_layers": 2, "cross_attention_frequency": 2,
+               "blip2_checkpoint": str(blip2_dir), "blip2_layers": [2, 3]}
+    config = load_config("configs/tiny.yaml", ["projector.name=qformer", f"projector.options={options}"])
+    model, _ = model_for_stage(config)
+    blip2 = load_file(str(next(blip2_dir.glob("*.safetensors"))))
+    ours = model.projector.state_dict()
+    # Layer 2 of the checkpoint became layer 0; its self-attention (width-independent) loaded as is.
+    torch.testing.assert_close(ours["qformer.encoder.layer.0.attention.attention.query.weight"],
+                               blip2["qformer.encoder.layer.2.attention.attention.query.weight"])
+    torch.testing.assert_close(ours["query_tokens"], blip2["query_tokens"])

@@ -47,6 +47,11 @@ class QFormerConfig(ProjectorConfig):
     attention_probs_dropout_prob: float = 0.1
     query_init_std: float = 0.02
     initializer_range: float = 0.02
+    # Start training from a BLIP-2 checkpoint's Q-Former (HF Blip2Model folder or id), as the paper
+    # does; `blip2_layers` picks which of its layers to keep (default: the first num_hidden_layers).
+    # Applied by the trainer at the start of a fresh run (deco.interop.blip2.init_qformer_from_blip2).
+    blip2_checkpoint: str | None = None
+    blip2_layers: list[int] | None = None
 
     def validate(self) -> None:
         for name in ("num_queries", "num_hidden_layers", "cross_attention_frequency", "hidden_size",

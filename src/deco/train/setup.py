@@ -59,6 +59,14 @@ def model_for_stage(
     model = build_model(config, vision_tower)
     if train.stage1_checkpoint:
         load_projector_weights(model.projector, stage1_projector_file(train.stage1_checkpoint))
+    elif checkpoint is None and getattr(model.projector.config, "blip2_checkpoint", None):
+        # Fresh stage-1 run of a Q-Former initialised from BLIP-2 (a resume restores its own weights).
+        from deco.interop.blip2 import init_qformer_from_blip2
+
+        opts = model.projector.config
+        init_qformer_from_blip2(
+            model.projector, opts.blip2_checkpoint, opts.blip2_layers, allow_pickle=config.model.allow_pickle
+        )
     counts = apply_stage(model, train)
     if train.lora.enabled:
         # LoRA adapters on the LLM: its base weights freeze again, only the adapters train.
