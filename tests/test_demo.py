@@ -20,7 +20,8 @@ TINY = {
     "scenes.train_images": 96, "scenes.test_images": 16,
     "encoder.pretrain_steps": 30, "encoder.pretrain_images": 96, "encoder.batch_size": 16,
     "lm.hidden_size": 64, "lm.intermediate_size": 128,
-    "train.stage1_steps": 2, "train.stage2_steps": 60, "train.checkpoints": 2, "train.stage2_lr": 3.0e-3,
+    "train.stage1_steps": 2, "train.stage2_steps": 40, "train.checkpoints": 2, "train.stage2_lr": 3.0e-3,
+    "train.batch_size": 8,
     "eval.curve_images": 4, "eval.examples": 2, "eval.loss_steps": [5, 10],
 }
 
@@ -38,10 +39,10 @@ def test_tiny_demo_end_to_end_writes_everything_and_learns_something(tmp_path):
     for s in results["projectors"].values():
         accs = [s["final"]["overall"]["mean"], *[v["mean"] for v in s["final"]["families"].values()]]
         assert all(0.0 <= a <= 1.0 for a in accs)
-        assert [p["step"] for p in s["curve"]] == [30, 60]
+        assert [p["step"] for p in s["curve"]] == [20, 40]
         assert set(s["stage2_loss_at"]) == {"5", "10"}
     runs = {r["projector"]: r for r in payload["runs"]}
-    assert len(runs["mlp"]["losses"]["stage2"]) == 60 and runs["mlp"]["losses"]["stage2"][0][0] == 1
+    assert len(runs["mlp"]["losses"]["stage2"]) == 40 and runs["mlp"]["losses"]["stage2"][0][0] == 1
     # Training happened: the loss fell, and answers are of the right kind more often than a uniform guess.
     losses = [loss for _, loss in runs["mlp"]["losses"]["stage2"]]
     assert sum(losses[-10:]) < sum(losses[:10])
@@ -54,10 +55,6 @@ def test_tiny_demo_end_to_end_writes_everything_and_learns_something(tmp_path):
 
     model = load_model(out / "runs" / "seed0" / "deco" / "stage2" / "final")
     assert model.num_image_tokens == 36 and type(model.vision_tower).__name__ == "TinyViTTower"
-    # A second run reuses the cached dataset and encoder.
-    again = run_demo(DemoOptions(projectors=["deco"], out=out, cache_dir=tmp_path / "cache", workers=1,
-                                 extra={**TINY, "train.stage2_steps": 4}), Console(file=open(tmp_path / "c2", "w")))  # noqa: SIM115
-    assert again["assets"]["built"] == [] and set(again["projectors"]) == {"deco"}
 
 
 def test_demo_refuses_an_output_folder_it_did_not_write(tmp_path):

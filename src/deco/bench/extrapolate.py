@@ -51,6 +51,8 @@ def extrapolate_variant(
         flops[phase] = {"vision_tower": vis, "projector": f["projector"], "llm": llm,
                         "total": f["total"] + (llm - f["llm"]) + (vis - f["vision_tower"])}
 
+    flops["projector_fwd_bwd"] = record["flops"]["projector_fwd_bwd"]  # the projector has no stacked layers
+
     time_s: dict[str, Any] = {}
     for phase in TIME_PHASES:
         base = samples.get(phase, [])

@@ -23,7 +23,7 @@ from deco.model.processor import Processor
 from deco.model.tokenizer import ensure_image_token
 from deco.model.vision import VisionTower
 from deco.projectors import build_projector
-from deco.projectors.catalog import _token_options
+from deco.projectors.catalog import token_options
 
 # LLaVA-1.5 learning rates (FACTS §1); the values only matter in that the update really runs.
 STAGE_LR = {1: 1e-3, 2: 2e-5}
@@ -80,7 +80,7 @@ def variant_plan(
         budgets: list[int | None] = list(tokens) or [None]
         seen: set[str] = set()
         for budget in budgets:
-            options = {**(size_options or {}).get(name, {}), **_token_options(name, budget)}
+            options = {**(size_options or {}).get(name, {}), **token_options(name, budget)}
             with torch.device("meta"):
                 proj = build_projector(name, 8, 8, options)
             try:

@@ -73,7 +73,26 @@ def pretrain_encoder(
     settings: EncoderSettings,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TinyViTTower, dict[str, Any]]:
-    """Train a TinyViT tower on per-patch targets; returns it (frozen, eval mode) and a report."""
+    """Train a TinyViT tower on per-patch targets; returns it (frozen, eval mode) and a report.
+
+    Runs single-threaded: the same weights on any machine, and no thread contention when the cores
+    are busy (two threads on one small op spin more than they compute).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _pretrain(train_scenes, test_scenes, image_size, settings, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(
+    train_scenes: list[Scene],
+    test_scenes: list[Scene],
+    image_size: int,
+    settings: EncoderSettings,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[TinyViTTower, dict[str, Any]]:
     torch.manual_seed(settings.seed)
     config = TinyViTConfig(image_size, settings.patch_size, settings.hidden_size, settings.num_layers,
                            settings.num_heads)

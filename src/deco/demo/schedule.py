@@ -1,7 +1,8 @@
 """Runs the demo's jobs (one per projector and seed) in worker processes, a progress bar per job.
 
-Small models use a CPU core badly when two threads share one op, so by default each core runs its
-own job single-threaded (two jobs at once on two cores). Jobs start longest first. A job's bar counts
+Small models use a CPU core badly when two threads share one op, so each job runs single-threaded
+and by default each core runs its own job (two at once on two cores). Single-threaded jobs also give
+the same numbers however many run at once. Jobs start longest first. A job's bar counts
 its stage-1 and stage-2 optimizer steps (read from the trainer's metrics.jsonl) and its evaluation
 batches, so the ETA covers the whole job.
 """
@@ -75,15 +76,13 @@ def run_jobs(
     console: Console,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every (projector, seed); returns their results in projector, seed order."""
-    cores = default_workers(10**6)
-    threads = max(1, cores // workers)
     order = sorted(((p, s) for p in settings.projectors for s in seeds), key=lambda j: -_COST.get(j[0], 1.5))
     s1, s2 = settings.train.stage1_steps, settings.train.stage2_steps
     eval_units = eval_plan(settings, assets)[2]
     total = s1 + s2 + eval_units
     jobs = {
         (p, s): {
-            "projector": p, "seed": s, "run_root": str(runs_dir / f"seed{s}" / p), "threads": threads,
+            "projector": p, "seed": s, "run_root": str(runs_dir / f"seed{s}" / p), "threads": 1,
             "settings": settings.to_dict(), "keep_checkpoints": keep_checkpoints,
             "assets": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(assets).items()},
         }

@@ -57,7 +57,7 @@ class VideoDemoSettings:
     encoder: EncoderSettings = field(default_factory=lambda: EncoderSettings(
         patch_size=6, pretrain_steps=400, pretrain_images=3000))
     lm: LMSettings = field(default_factory=LMSettings)
-    train: TrainSettings = field(default_factory=lambda: TrainSettings(stage1_steps=40, stage2_steps=260,
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(stage1_steps=30, stage2_steps=240,
                                                                        checkpoints=1))
     eval: EvalSettings = field(default_factory=EvalSettings)
 

@@ -12,7 +12,7 @@ from deco.projectors.base import parse_grid, square_side
 from deco.projectors.registry import build_projector, get_projector_class, projector_names
 
 
-def _token_options(name: str, tokens: int | None) -> dict[str, Any]:
+def token_options(name: str, tokens: int | None) -> dict[str, Any]:
     """Map a requested output token count onto the projector's own option, where it has one."""
     if tokens is None:
         return {}
@@ -36,7 +36,7 @@ def projector_catalog(dv: int, dl: int, grid: str, tokens: int | None = None) ->
     for name in projector_names():
         try:
             with torch.device("meta"):
-                proj = build_projector(name, dv, dl, _token_options(name, tokens))
+                proj = build_projector(name, dv, dl, token_options(name, tokens))
             # Video projectors (projectors/video.py) count tokens per video of their num_frames frames.
             video = getattr(proj, "supports_time", False)
             rows.append(
