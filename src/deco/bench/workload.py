@@ -16,6 +16,7 @@ from torch import nn
 
 from deco.bench.sizes import SizeSpec
 from deco.bench.timing import now
+from deco.config import TrainSection
 from deco.errors import ConfigError, DecoError
 from deco.model import DecoModel, load_vision_tower
 from deco.model.llm import DTYPES, fit_embeddings, load_llm, resolve_tokenizer
@@ -24,23 +25,28 @@ from deco.model.tokenizer import ensure_image_token
 from deco.model.vision import VisionTower
 from deco.projectors import build_projector
 from deco.projectors.catalog import token_options
+from deco.train.freeze import trainable_components
 
 # LLaVA-1.5 learning rates (FACTS §1); the values only matter in that the update really runs.
 STAGE_LR = {1: 1e-3, 2: 2e-5}
-# Which components each stage trains (LLaVA-1.5: stage 1 the projector, stage 2 projector + LLM).
-STAGE_COMPONENTS = {1: ("projector",), 2: ("projector", "llm")}
+
+
+def stage_components(stage: int) -> set[str]:
+    """Which components a stage trains: the trainer's own rule (vision tower frozen)."""
+    return trainable_components(TrainSection(stage=stage))
+
 CAPTION = "a small red circle above a large blue square next to a green triangle on a white background. "
 
 
 def trainable_parameters(model: DecoModel, stage: int) -> int:
     """Parameters a stage trains, counted from the components (vision tower always frozen)."""
-    return sum(p.numel() for name in STAGE_COMPONENTS[stage] for p in getattr(model, name).parameters())
+    return sum(p.numel() for name in stage_components(stage) for p in getattr(model, name).parameters())
 
 
 def set_stage(model: DecoModel, stage: int | None) -> None:
     """requires_grad and train/eval mode per component for a stage (None: everything frozen, eval)."""
     for name in ("vision_tower", "projector", "llm"):
-        trained = stage is not None and name in STAGE_COMPONENTS[stage]
+        trained = stage is not None and name in stage_components(stage)
         module = getattr(model, name)
         module.requires_grad_(trained)
         module.train(trained)
@@ -220,5 +226,5 @@ class Workbench:
 
     def optimizer_state_bytes(self, variant: Variant, stage: int) -> int:
         """AdamW keeps two moments per trained parameter, in the parameter's dtype."""
-        return 2 * sum(p.numel() * p.element_size() for name in STAGE_COMPONENTS[stage]
+        return 2 * sum(p.numel() * p.element_size() for name in stage_components(stage)
                        for p in getattr(variant.model, name).parameters())
