@@ -87,3 +87,25 @@ def test_default_demo_runs_in_budget(tmp_path):
     assert all(0 <= s["final"]["overall"]["mean"] <= 1 for s in payload["projectors"].values())
     print(f"default demo wall time: {seconds:.0f} s")
     assert Path(tmp_path / "out" / "results.md").is_file()
+
+
+def test_a_job_is_deterministic_under_a_fixed_seed(tmp_path):
+    """Two runs of the same projector and seed give bit-identical losses (single-threaded CPU jobs)."""
+    import torch
+
+    from deco.demo.cache import prepare_assets
+    from deco.demo.pipeline import resolve_settings
+    from deco.demo.runner import read_losses, train_projector
+
+    settings = resolve_settings(DemoOptions(extra={**TINY, "train.stage1_steps": 2, "train.stage2_steps": 3}))
+    assets = prepare_assets(settings, tmp_path / "cache")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = []
+        for name in ("a", "b"):
+            train_projector(settings, assets, "qformer", tmp_path / name, 7, lambda *_: None)
+            runs.append([read_losses(tmp_path / name / f"stage{s}") for s in (1, 2)])
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0] == runs[1] and len(runs[0][1]) == 3
