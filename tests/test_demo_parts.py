@@ -29,7 +29,7 @@ def test_config_file_spells_out_the_built_in_settings():
 
 def test_profiles_and_bad_settings():
     quick = load_settings(None, ("quick",))
-    assert quick.projectors == ["mlp", "deco", "qformer"] and quick.train.stage2_steps < default_settings().train.stage2_steps
+    assert quick.projectors == ["deco", "qformer"] and quick.train.stage2_steps < default_settings().train.stage2_steps
     assert load_settings(None, ("paper_geometry",)).grid == 24
     data = default_settings().to_dict()
     data["tokens"] = "13x13"
@@ -179,3 +179,45 @@ def test_assets_are_cached_by_settings(tmp_path):
     data["encoder"]["pretrain_steps"] = 3  # a new encoder, the same dataset
     other = prepare_assets(settings_from_dict(data), tmp_path)
     assert other.built == ["encoder"] and other.data_dir == first.data_dir
+
+
+def _fake_payload(acc: dict[str, dict[str, float]], seeds: int = 1) -> dict:
+    from deco.demo.report import summarize
+
+    runs = []
+    for name, fams in acc.items():
+        for seed in range(seeds):
+            final = {"overall": sum(fams.values()) / len(fams), "spatial": fams["cell"], "localisation": fams["cell"],
+                     "families": fams, "questions": 100}
+            runs.append({"projector": name, "seed": seed, "final": final, "curve": [{"step": 5, **final}, {"step": 10, **final}],
+                         "losses": {"stage1": [[1, 3.0]], "stage2": [[s, 2.0 - s / 10] for s in range(1, 11)]},
+                         "times": {"stage1": {"train_seconds": 1.0}, "stage2": {"train_seconds": 2.0}},
+                         "eval_seconds": 1.0, "job_cpu_seconds": 4.0, "visual_tokens": 36, "projector_params": 10})
+    return {"projectors": summarize(runs, [5, 10]), "seeds": list(range(seeds)),
+            "test_questions_per_family": {"cell": 150, "count": 150},
+            "majority_baseline": {"cell": 0.2, "count": 0.6}}
+
+
+def test_notes_judge_orderings_against_noise_and_name_unlearned_families():
+    from deco.demo.notes import observations
+
+    notes = observations(_fake_payload({"mlp": {"cell": 0.70, "count": 0.6}, "deco": {"cell": 0.72, "count": 0.6},
+                                        "qformer": {"cell": 0.20, "count": 0.6}}))
+    text = " ".join(notes)
+    assert "MLP ≥ DeCo holds" in text and "DeCo > Q-Former holds" in text and "larger than noise" in text
+    assert "majority answer (by more than noise) on: count." in text
+    notes = observations(_fake_payload({"mlp": {"cell": 0.30, "count": 0.6}, "deco": {"cell": 0.60, "count": 0.6},
+                                        "qformer": {"cell": 0.62, "count": 0.6}}))
+    text = " ".join(notes)
+    assert "MLP ≥ DeCo does NOT hold" in text and "DeCo > Q-Former does NOT hold" in text
+    assert "One seed" in text
+
+
+def test_summary_reports_mean_and_spread_over_seeds():
+    from deco.demo.report import loss_at
+
+    payload = _fake_payload({"mlp": {"cell": 0.5, "count": 0.5}}, seeds=3)
+    stats = payload["projectors"]["mlp"]["final"]["overall"]
+    assert stats["mean"] == pytest.approx(0.5) and stats["std"] == 0.0 and len(stats["values"]) == 3
+    assert loss_at([[s, float(s)] for s in range(1, 21)], 10) == pytest.approx(5.5)
+    assert loss_at([[1, 1.0]], 10) is None

@@ -41,14 +41,15 @@ def test_questions_have_the_right_answers():
     rng = np.random.default_rng(0)
     assert ask("count", video, rng) == ("how many shapes", "2")
     q, a = ask("order", video, rng)
-    assert a == "circle" and set(q.split()[1::2]) == {"circle", "square"}
+    assert a == "red" and set(q.split()[1::2]) == {"red", "green"}
+    assert ask("direction", video, np.random.default_rng(1))[1] in ("right", "still")
     seen = {ask("colour", video, np.random.default_rng(s)) for s in range(20)}
-    assert seen == {("end colour of circle", "red"), ("end colour of square", "blue")}
+    assert seen == {("end colour of red", "red"), ("end colour of green", "blue")}  # named by first colour
     starts = {ask("start", video, np.random.default_rng(s)) for s in range(40)}
-    assert ("start at top-left", "circle") in starts
+    assert ("start at top-left", "red") in starts
     assert all(a == "none" for q, a in starts if q != "start at top-left")
     ends = dict(ask("end", video, np.random.default_rng(s)) for s in range(40))
-    assert ends.get("end at top-right") == "circle" and ends.get("end at bottom-left") == "square"
+    assert ends.get("end at top-right") == "red" and ends.get("end at bottom-left") == "blue"
     assert ends.get("end at top-left", "none") == "none"
     assert set(caption(video).split()) <= set(vocabulary())
 

@@ -135,7 +135,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "runs": [{k: v for k, v in r.items() if k != "answers"} for r in runs],
     }
     payload["notes"] = notes.observations(payload)
-    test = load_test(assets.data_dir / "test.json")
+    test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
     first = {r["projector"]: r["answers"] for r in runs if r["seed"] == seeds[0]}
     plots.loss_plot(runs, opts.out / "loss_curves.png")
     plots.family_bars(summary, baseline, opts.out / "accuracy_by_family.png")
@@ -145,6 +145,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     payload["wall_seconds"] = {"assets": round(asset_seconds, 1), "total": round(time.perf_counter() - start, 1)}
     report.write_json(opts.out / "results.json", payload)
     (opts.out / "results.md").write_text(report.markdown(payload), encoding="utf-8")
+    if not console.is_terminal:  # a log file: do not squeeze the 14-column table into 80 characters
+        console.width = max(console.width, 150)
     console.print(report.rich_table(summary, baseline, "Held-out exact-match accuracy"))
     for line in payload["notes"]:
         console.print(f"• {line}")

@@ -94,6 +94,12 @@ def learning_curves(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _marked(answer: str, truth: str) -> str:
+    from deco.demo.evaluate import normalize
+
+    return answer if normalize(answer) == normalize(truth) else f"{answer} ✗"
+
+
 def example_figures(
     test: list[dict[str, Any]], answers: dict[str, dict[str, str]], image_folder: Path, count: int, out_dir: Path
 ) -> list[Path]:
@@ -109,20 +115,20 @@ def example_figures(
         qs = [q for q in test if q["image"] == image]
         fig, (ax_img, ax_txt) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 2.6]})
         ax_img.imshow(Image.open(image_folder / image).convert("RGB"), interpolation="nearest")
-        ax_img.set_xticks([0, 16, 32, 48][: 4])
+        side = Image.open(image_folder / image).size[0]
         for edge in (1 / 3, 2 / 3):  # the 3x3 cells the questions talk about
-            side = Image.open(image_folder / image).size[0]
             ax_img.axhline(edge * side - 0.5, color="white", lw=0.4, alpha=0.5)
             ax_img.axvline(edge * side - 0.5, color="white", lw=0.4, alpha=0.5)
         ax_img.axis("off")
         ax_img.set_title(image)
         rows = [["question", "truth", *names]]
         for q in qs:
-            rows.append([textwrap.shorten(q["question"], 26), q["answer"],
-                         *[answers[n].get(q["id"], "") + ("" if answers[n].get(q["id"], "").strip().lower()
-                                                            == q["answer"] else " ✗") for n in names]])
+            rows.append([textwrap.shorten(q["question"], 30), q["answer"],
+                         *[_marked(answers[n].get(q["id"], ""), q["answer"]) for n in names]])
         ax_txt.axis("off")
-        table = ax_txt.table(cellText=rows[1:], colLabels=rows[0], loc="center", cellLoc="left")
+        rest = 0.72 / (len(rows[0]) - 1)
+        table = ax_txt.table(cellText=rows[1:], colLabels=rows[0], loc="center", cellLoc="left",
+                             colWidths=[0.28] + [rest] * (len(rows[0]) - 1))
         table.auto_set_font_size(False)
         table.set_fontsize(7.5)
         table.scale(1, 1.25)

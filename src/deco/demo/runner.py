@@ -124,7 +124,7 @@ def read_losses(run_dir: Path) -> list[list[float]]:
 
 def eval_plan(settings: DemoSettings, assets: Assets) -> tuple[list[dict], list[dict], int]:
     """(whole test split, learning-curve subset, number of eval batches a job runs)."""
-    test = load_test(assets.data_dir / "test.json")
+    test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
     curve = load_test(assets.data_dir / "test.json", settings.eval.curve_images)
     b = settings.eval.batch_size
     intermediate = len(checkpoint_steps(settings)) - 1
@@ -174,11 +174,18 @@ def evaluate_run(
     }
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process so far (a worker process runs several jobs one after another)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One (projector, seed): train both stages, evaluate, write `result.json`. Runs in a worker
     process: its output goes to `log.txt`, its progress to `progress.json` (the parent draws bars)."""
     import os
-    import resource
     import sys
 
     import torch
@@ -200,16 +207,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         tmp.write_text(json.dumps({"phase": phase, "done": done}), encoding="utf-8")
         os.replace(tmp, root / "progress.json")
 
-    started = time.perf_counter()
+    started, cpu_start = time.perf_counter(), _cpu_seconds()
     times = train_projector(settings, assets, job["projector"], root, job["seed"], progress)
     eval_start = time.perf_counter()
     result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"])
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     result.update(
         projector=job["projector"], seed=job["seed"], times=times,
         eval_seconds=round(time.perf_counter() - eval_start, 2),
         job_seconds=round(time.perf_counter() - started, 2),
-        job_cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
+        job_cpu_seconds=round(_cpu_seconds() - cpu_start, 2),
         losses={"stage1": read_losses(root / "stage1"), "stage2": read_losses(root / "stage2")},
     )
     (root / "result.json").write_text(json.dumps(result), encoding="utf-8")

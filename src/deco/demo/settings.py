@@ -26,10 +26,10 @@ class SceneSettings:
 
     image_size: int = 48
     min_objects: int = 1
-    max_objects: int = 4
+    max_objects: int = 3
     train_images: int = 8000
-    test_images: int = 200
-    questions_per_image: int = 6
+    test_images: int = 150
+    questions_per_image: int = 8
     caption_fraction: float = 0.5
     seed: int = 1234
 
@@ -43,7 +43,7 @@ class EncoderSettings:
     num_layers: int = 3
     num_heads: int = 4
     feature_layer: int = -1
-    pretrain_steps: int = 400
+    pretrain_steps: int = 300
     pretrain_images: int = 3000
     batch_size: int = 32
     lr: float = 2.0e-3
@@ -64,14 +64,14 @@ class LMSettings:
 class TrainSettings:
     """Equal for every projector: steps, batch, data order, learning-rate rule."""
 
-    stage1_steps: int = 100
-    stage2_steps: int = 900
+    stage1_steps: int = 50
+    stage2_steps: int = 750
     batch_size: int = 16
     stage1_lr: float = 1.0e-3
-    stage2_lr: float = 1.0e-3
+    stage2_lr: float = 2.0e-3
     warmup_ratio: float = 0.03
     schedule: str = "cosine"
-    checkpoints: int = 4
+    checkpoints: int = 3
 
 
 @dataclass
@@ -79,7 +79,8 @@ class EvalSettings:
     """Held-out evaluation: greedy decoding, exact match per question family."""
 
     batch_size: int = 64
-    curve_images: int = 80
+    curve_images: int = 50
+    test_images: int | None = None
     loss_steps: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
     examples: int = 6
 
@@ -126,9 +127,8 @@ DEFAULT_PROJECTOR_OPTIONS: dict[str, Any] = {
 }
 
 DEFAULT_PROFILES: dict[str, Any] = {
-    "quick": {"projectors": ["mlp", "deco", "qformer"], "train": {"stage1_steps": 50, "stage2_steps": 350,
-                                                                 "checkpoints": 2},
-              "eval": {"curve_images": 50}},
+    "quick": {"projectors": ["deco", "qformer"], "train": {"stage1_steps": 30, "stage2_steps": 400, "checkpoints": 2},
+              "eval": {"curve_images": 40, "test_images": 80}},
     "paper_geometry": {"scenes": {"image_size": 96}, "tokens": "12x12"},
 }
 
@@ -181,5 +181,7 @@ def validate(settings: DemoSettings, source: str) -> None:
             raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
     if settings.train.stage1_steps < 1 or settings.train.stage2_steps < 1:
         raise ConfigError(f"{source}: train.stage1_steps and train.stage2_steps must be >= 1")
+    if settings.eval.test_images is not None and settings.eval.curve_images > settings.eval.test_images:
+        raise ConfigError(f"{source}: eval.curve_images must not exceed eval.test_images")
     if settings.train.checkpoints < 1:
         raise ConfigError(f"{source}: train.checkpoints must be >= 1")

@@ -1,13 +1,17 @@
 """Question families over a video, one-word answers, referent last (as the image demo's, FACTS §7).
 
-| family    | example question         | answers                         | needs                        |
-|-----------|--------------------------|---------------------------------|------------------------------|
-| direction | direction of circle      | left, right, up, down, still    | where it is early vs late    |
-| order     | earlier circle or square | circle / square                 | when each one appears        |
-| count     | how many shapes          | 1, 2, 3                         | every frame (brief visitors) |
-| start     | start at top-left        | a shape, or none                | the first frame, one place   |
-| end       | end at top-left          | a shape, or none                | the last frame, one place    |
-| colour    | end colour of circle     | a colour                        | the last frame it is seen in |
+An object is named by the colour it first shows (distinct per video). Colour is what the tiny frame
+encoder reads reliably (shape only about half the time at these sizes), so colours carry the
+questions; an object that changes colour keeps its first-colour name, which takes tracking it.
+
+| family    | example question      | answers                         | needs                         |
+|-----------|-----------------------|---------------------------------|-------------------------------|
+| direction | direction of red      | left, right, up, down, still    | where it is early vs late     |
+| order     | earlier red or blue   | red / blue                      | when each one appears         |
+| count     | how many shapes       | 1, 2, 3                         | every frame (brief visitors)  |
+| start     | start at top-left     | a colour, or none               | the first frame, one place    |
+| end       | end at top-left       | a colour, or none               | the last frame, one place     |
+| colour    | end colour of red     | a colour                        | the last frame it is seen in  |
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def _pick(video: Video, rng: np.random.Generator) -> Track:
 
 def _direction(video: Video, rng: np.random.Generator) -> QA:
     tr = _pick(video, rng)
-    return f"direction of {tr.shape}", tr.direction
+    return f"direction of {tr.colours[0]}", tr.direction
 
 
 def _order(video: Video, rng: np.random.Generator) -> QA | None:
@@ -55,7 +59,7 @@ def _order(video: Video, rng: np.random.Generator) -> QA | None:
         return None
     a, b = pairs[int(rng.integers(len(pairs)))]
     first, second = (a, b) if rng.integers(2) else (b, a)  # the earlier one named first half the time
-    return f"earlier {first.shape} or {second.shape}", a.shape
+    return f"earlier {first.colours[0]} or {second.colours[0]}", a.colours[0]
 
 
 def _count(video: Video, rng: np.random.Generator) -> QA:
@@ -63,13 +67,14 @@ def _count(video: Video, rng: np.random.Generator) -> QA:
 
 
 def _place(video: Video, rng: np.random.Generator, frame: int, word: str) -> QA | None:
-    """A shape alone in a cell at that frame (2/3 of the time) or an empty cell; shared cells are not asked."""
+    """The colour of an object alone in a cell at that frame (2/3 of the time), or an empty cell ("none");
+    cells shared by two objects are not asked."""
     occupied = video.occupants(frame)
     alone = [c for c, trs in occupied.items() if len(trs) == 1]
     empty = [f"{r}-{c}" for r in ROWS for c in COLUMNS if f"{r}-{c}" not in occupied]
     if alone and (rng.random() < 2 / 3 or not empty):
         cell = alone[int(rng.integers(len(alone)))]
-        return f"{word} at {cell}", occupied[cell][0].shape
+        return f"{word} at {cell}", occupied[cell][0].colour_at(frame)
     if not empty:
         return None
     # Prefer cells that are occupied at the other end of the video: "none" then needs the right frame.
@@ -91,7 +96,7 @@ def _colour(video: Video, rng: np.random.Generator) -> QA:
     """Objects that change colour are asked about half the time when there is one."""
     changing = [tr for tr in video.tracks if len(tr.colours) > 1]
     tr = changing[int(rng.integers(len(changing)))] if changing and rng.integers(2) else _pick(video, rng)
-    return f"end colour of {tr.shape}", tr.colours[-1]
+    return f"end colour of {tr.colours[0]}", tr.colours[-1]
 
 
 ASKERS: dict[str, Callable[[Video, np.random.Generator], QA | None]] = {

@@ -26,7 +26,7 @@ from deco.demo.evaluate import load_test, normalize
 from deco.demo.runner import read_losses, stage_config
 from deco.demo.video_questions import FAMILIES
 from deco.demo.video_settings import VideoDemoSettings
-from deco.errors import ConfigError
+from deco.errors import ConfigError, DecoError
 
 Status = Callable[[str], None]
 TEMPLATE = "vicuna_v1"
@@ -164,15 +164,45 @@ def report_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_video_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One (projector, seed) in a worker process, single-threaded (as the image demo's jobs): train both
+    stages, score the final model, write `predictions.json`; its output goes to `log.txt`."""
+    import contextlib
+
+    from deco.config import _from_dict
+
+    torch.set_num_threads(job["threads"])
+    settings = _from_dict(VideoDemoSettings, job["settings"], "<video demo job>")
+    assets = Assets(**{k: Path(v) if k.endswith("dir") else v for k, v in job["assets"].items()})
+    root = Path(job["run_root"])
+    root.mkdir(parents=True, exist_ok=True)
+    name, seed = job["projector"], job["seed"]
+    started = time.perf_counter()
+    with open(root / "log.txt", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        train = train_video_projector(settings, assets, name, root, seed, True, lambda m: print(m, flush=True))
+        result = evaluate_video_run(settings, assets, root / "stage2")
+    (root / "predictions.json").write_text(json.dumps(result["predictions"]), encoding="utf-8")
+    return {"projector": name, "seed": seed, "train": train, "final": result["final"],
+            "job_seconds": time.perf_counter() - started, "losses": read_losses(root / "stage2")}
+
+
 def run_video_demo(
     settings: VideoDemoSettings,
     out_dir: str | Path,
     cache_dir: str | Path | None = None,
     rebuild: bool = False,
-    quiet: bool = True,
+    workers: int | None = None,
     status: Status = print,
 ) -> dict[str, Any]:
-    """Build (or reuse) the assets, train and score every projector for every seed, write results."""
+    """Build (or reuse) the assets, then train and score every (projector, seed) in `workers` processes
+    (default: one per CPU core, one thread each); writes results.json and report.md as runs finish."""
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from deco.demo.report import machine
+    from deco.demo.schedule import default_workers
     from deco.demo.video_data import prepare_video_assets
 
     started = time.perf_counter()
@@ -180,32 +210,50 @@ def run_video_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = token_budget(settings)
     assets = prepare_video_assets(settings, cache_dir or default_cache_dir(), rebuild, status)
-    runs = []
-    for seed in settings.seeds:
-        for name in settings.projectors:
-            run_root = out_dir / "runs" / f"{name}-seed{seed}"
-            train = train_video_projector(settings, assets, name, run_root, seed, quiet, status)
-            status(f"  evaluating {name} seed {seed}")
-            result = evaluate_video_run(settings, assets, run_root / "stage2")
-            runs.append({"projector": name, "seed": seed, "train": train, "final": result["final"],
-                         "losses": read_losses(run_root / "stage2")})
-            (run_root / "predictions.json").write_text(json.dumps(result["predictions"]), encoding="utf-8")
-            status(f"  {name} seed {seed}: overall {result['final']['overall']:.2f}")
-    results = {"settings": settings.to_dict(), "budget": budget, "data": assets.data_summary,
-               "majority_baseline": assets.data_summary["majority_baseline"], "encoder": assets.encoder_report,
-               "runs": runs, "summary": summarise(runs, settings.projectors),
-               "seconds": time.perf_counter() - started, "threads": torch.get_num_threads()}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (out_dir / "report.md").write_text(report_markdown(results), encoding="utf-8")
+    keys = [(p, s) for s in settings.seeds for p in settings.projectors]
+    jobs = [{"projector": p, "seed": s, "run_root": str(out_dir / "runs" / f"{p}-seed{s}"), "threads": 1,
+             "settings": settings.to_dict(),
+             "assets": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(assets).items()}}
+            for p, s in keys]
+    workers = workers or default_workers(len(jobs))
+    status(f"{len(jobs)} jobs ({len(settings.projectors)} projectors x {len(settings.seeds)} seeds) on {workers} "
+           f"worker(s); each job logs to {out_dir / 'runs'}/<projector>-seed<seed>/log.txt")
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    results: dict[str, Any] = {}
+    context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch thread pools
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending = {pool.submit(run_video_job, job): key for job, key in zip(jobs, keys, strict=True)}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                key = pending.pop(future)
+                try:
+                    done[key] = future.result()
+                except Exception as exc:
+                    log = out_dir / "runs" / f"{key[0]}-seed{key[1]}" / "log.txt"
+                    raise DecoError(f"video demo job {key[0]} (seed {key[1]}) failed: {exc}; see {log}") from exc
+                status(f"  {key[0]} seed {key[1]}: overall {done[key]['final']['overall']:.2f} "
+                       f"({done[key]['job_seconds']:.0f} s)")
+                runs = [done[k] for k in keys if k in done]
+                # Written after every job, so an interrupted comparison still reports what it finished.
+                results = {"settings": settings.to_dict(), "budget": budget, "data": assets.data_summary,
+                           "majority_baseline": assets.data_summary["majority_baseline"],
+                           "encoder": assets.encoder_report, "runs": runs,
+                           "summary": summarise(runs, settings.projectors), "workers": workers,
+                           "seconds": time.perf_counter() - started, "machine": machine(),
+                           "complete": len(runs) == len(keys)}
+                (out_dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+                (out_dir / "report.md").write_text(report_markdown(results), encoding="utf-8")
     return results
 
 
-if __name__ == "__main__":  # python -m deco.demo.video_runner OUT_DIR [--quick]
+if __name__ == "__main__":  # python -m deco.demo.video_runner OUT_DIR [--quick | --long]
     import sys
 
     from deco.demo.video_settings import video_settings
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    res = run_video_demo(video_settings(quick="--quick" in sys.argv), args[0] if args else "runs/video-demo")
+    res = run_video_demo(video_settings(quick="--quick" in sys.argv, long="--long" in sys.argv),
+                         args[0] if args else "runs/video-demo")
     print(report_markdown(res))
     print(f"total {res['seconds']:.0f} s")
