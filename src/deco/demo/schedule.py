@@ -13,7 +13,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -118,7 +117,3 @@ def run_jobs(
                 bars.stop_task(tasks[key])
     return [results[(p, s)] for p in settings.projectors for s in seeds]
 
-
-def wall_clock(start: float) -> float:
-    """Seconds since `start` (time.perf_counter), rounded."""
-    return round(time.perf_counter() - start, 1)
