@@ -10,7 +10,9 @@ import yaml
 from deco.config import dump_config, load_config
 from deco.errors import ConfigError
 
-CONFIGS = sorted(Path("configs").glob("*.yaml"))
+# Run configs (the Config schema). demo.yaml holds `deco demo` settings, another schema, checked
+# against the demo's built-in defaults in tests/test_demo_parts.py.
+CONFIGS = sorted(p for p in Path("configs").glob("*.yaml") if p.name != "demo.yaml")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
