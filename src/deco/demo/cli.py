@@ -29,6 +29,10 @@ def demo_command(
     keep_checkpoints: Annotated[
         bool, typer.Option("--keep-checkpoints", help="Keep intermediate checkpoints (the final models are kept).")
     ] = False,
+    video: Annotated[
+        bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead.")
+    ] = False,
+    long: Annotated[bool, typer.Option("--long", help="With --video: 1000 steps (about 18 minutes).")] = False,
 ) -> None:
     """Train and compare the projectors on synthetic spatial questions, on this machine, with no downloads.
 
@@ -37,6 +41,14 @@ def demo_command(
     compressors at the same token count, and scores greedy answers on a held-out split. Writes results.json,
     results.md, plots and example images to --out.
     """
+    if video:
+        from deco.demo.video_runner import report_markdown, run_video_demo
+        from deco.demo.video_settings import video_settings
+
+        result = run_video_demo(video_settings(quick=quick, long=long), out, cache_dir, rebuild=no_cache,
+                                workers=workers)
+        typer.echo(report_markdown(result))
+        return
     from deco.demo.pipeline import DemoOptions, run_demo
 
     names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
