@@ -159,3 +159,13 @@ def test_qlora_needs_bitsandbytes_and_cuda():
         require_qlora_support()
     with pytest.raises(ConfigError, match="quantize_4bit"):
         stage2_model(LoRASection(quantize_4bit=True, target_modules=["q_proj"]))
+
+
+def test_qlora_request_without_gpu_or_bitsandbytes_is_a_clear_config_error():
+    from deco.config import load_config
+    from deco.errors import ConfigError
+    from deco.model import build_model
+
+    config = load_config("configs/tiny.yaml", ["train.lora.enabled=true", "train.lora.quantize_4bit=true"])
+    with pytest.raises(ConfigError, match="QLoRA|4-bit"):
+        build_model(config)

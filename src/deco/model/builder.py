@@ -38,6 +38,11 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
         vision_tower = load_vision_tower(
             v.pretrained, v.arch, v.hf_config, v.feature_layer, dtype, config.model.allow_pickle
         )
+    quantization = None
+    if config.train.lora.enabled and config.train.lora.quantize_4bit:
+        from deco.interop.lora import qlora_quantization_config  # checks bitsandbytes + CUDA first
+
+        quantization = qlora_quantization_config(torch.bfloat16 if dtype == torch.float32 else dtype)
     llm = load_llm(
         config.llm.pretrained,
         config.llm.arch,
@@ -45,6 +50,7 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
         dtype,
         config.llm.attn_implementation,
         config.model.allow_pickle,
+        quantization,
     )
     tokenizer = resolve_tokenizer(config.llm.tokenizer, config.llm.pretrained)
     image_token_id = ensure_image_token(tokenizer)

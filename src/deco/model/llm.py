@@ -32,9 +32,15 @@ def load_llm(
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
     allow_pickle: bool = False,
+    quantization_config: Any = None,
 ) -> PreTrainedModel:
-    """Load an HF causal LM by id/path, or build `arch` from `hf_config` with random weights."""
+    """Load an HF causal LM by id/path, or build `arch` from `hf_config` with random weights.
+
+    `quantization_config` (e.g. QLoRA's 4-bit BitsAndBytesConfig) applies to pretrained weights only.
+    """
     if pretrained is None:
+        if quantization_config is not None:
+            raise ConfigError("4-bit loading (QLoRA) needs pretrained LLM weights: set llm.pretrained")
         if arch not in _ARCHS:
             raise ConfigError(f"llm.arch '{arch}' is not supported; valid: {', '.join(_ARCHS)}")
         config_cls, model_cls = _ARCHS[arch]
@@ -54,6 +60,7 @@ def load_llm(
             dtype=dtype,
             attn_implementation=attn_implementation,
             use_safetensors=None if allow_pickle else True,
+            quantization_config=quantization_config,
         )
     except ValueError as exc:
         raise ConfigError(f"'{pretrained}' ({config.model_type}) is not a causal LM deco can load: {exc}") from None
