@@ -9,7 +9,7 @@ from PIL import Image
 
 from deco.config import load_config
 from deco.data import ConversationDataset, DataCollator, records_from_dicts
-from deco.demo.video_dataset import VideoConversationDataset
+from deco.data.video_dataset import VideoConversationDataset
 from deco.errors import DataError, ShapeError
 from deco.model import build_model
 

@@ -60,7 +60,7 @@ def token_budget(settings: VideoDemoSettings) -> dict[str, dict[str, int]]:
 def train_video_projector(settings: VideoDemoSettings, assets: Assets, name: str, run_root: Path, seed: int,
                           quiet: bool, status: Status) -> dict[str, Any]:
     """Stage 1 (projector only) then stage 2 (projector + LM) on the video dataset."""
-    from deco.demo.video_dataset import VideoConversationDataset
+    from deco.data.video_dataset import VideoConversationDataset
     from deco.model import build_model
     from deco.train import run_training
 

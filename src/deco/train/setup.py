@@ -95,6 +95,14 @@ def build_dataset(config: Config, model: DecoModel) -> ConversationDataset:
     data = config.data
     if data.train_file is None:
         raise ConfigError("data.train_file is not set: name a LLaVA-format JSON or JSONL file")
+    if model.num_frames is not None:
+        # A projector with a time axis: each `image` entry is a video (frame folder or .npy array).
+        from deco.data.video_dataset import VideoConversationDataset
+
+        return VideoConversationDataset(
+            data.train_file, data.image_folder, model.processor(), data.template, data.max_length,
+            on_bad_sample=data.on_bad_sample, allow_multi_image=data.allow_multi_image,
+        )
     return ConversationDataset(
         data.train_file, data.image_folder, model.processor(), data.template, data.max_length,
         on_bad_sample=data.on_bad_sample, check_images=True, allow_multi_image=data.allow_multi_image,

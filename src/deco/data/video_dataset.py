@@ -6,7 +6,7 @@ sample's `pixel_values` is [n_videos, F, 3, S, S] and the collator stacks them i
 [num_videos, F, 3, S, S], the DecoModel video batch. Works with `allow_multi_image` for several
 videos per sample (each `<image>` marker pairs with one video).
 
-(General, not demo-specific: it belongs in deco.data once that package takes videos.)
+`deco train` picks it when the model's projector has a time axis (train.setup.build_dataset).
 """
 
 from __future__ import annotations
