@@ -33,7 +33,8 @@ def test_tiny_demo_end_to_end_writes_everything_and_learns_something(tmp_path):
     opts = DemoOptions(projectors=["mlp", "deco"], out=out, cache_dir=tmp_path / "cache", workers=2, extra=TINY)
     payload = run_demo(opts, Console(file=open(tmp_path / "console.txt", "w"), width=160))  # noqa: SIM115
     for name in ("results.json", "results.md", "loss_curves.png", "accuracy_by_family.png", "learning_curves.png",
-                 "examples/example_0.png", "examples/example_1.png", "answers.json"):
+                 "examples/example_0.png", "examples/example_1.png", "answers.json",
+                 "analysis/metrics.json", "analysis/metrics.md", "analysis/metrics.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
     assert set(results["projectors"]) == {"mlp", "deco"}

@@ -142,6 +142,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     plots.learning_curves(summary, opts.out / "learning_curves.png")
     plots.example_figures(test, first, assets.images, settings.eval.examples, opts.out / "examples")
     (opts.out / "answers.json").write_text(json.dumps({"seed": seeds[0], "answers": first}), encoding="utf-8")
+    payload["analysis"] = _relevance_metrics(settings, runs_dir, seeds[0], test, assets.images, opts.out, console)
     payload["wall_seconds"] = {"assets": round(asset_seconds, 1), "total": round(time.perf_counter() - start, 1)}
     report.write_json(opts.out / "results.json", payload)
     (opts.out / "results.md").write_text(report.markdown(payload), encoding="utf-8")
@@ -152,3 +153,22 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         console.print(f"• {line}")
     console.print(f"Done in {payload['wall_seconds']['total']:.0f} s. Results, plots and examples in {opts.out}/")
     return payload
+
+
+def _relevance_metrics(settings: Any, runs_dir: Path, seed: int, test: list[dict[str, Any]], image_folder: Path,
+                       out: Path, console: Console) -> str | None:
+    """Redundancy / coverage / spatial-fidelity metrics of each trained projector (deco.analysis), written
+    to out/analysis/. Optional: the demo runs without the analysis package; returns the table's path."""
+    try:
+        from deco.analysis.compare import compare_projectors, write_table
+        from deco.analysis.figures import metrics_bar_chart
+    except ImportError:
+        return None
+    images = sorted({image_folder / q["image"] for q in test})[:16]
+    models = {p: runs_dir / f"seed{seed}" / p / "stage2" / "final" for p in settings.projectors}
+    rows = compare_projectors({p: d for p, d in models.items() if d.is_dir()}, images)
+    json_path, _ = write_table(rows, out / "analysis")
+    metrics_bar_chart(rows, out / "analysis" / "metrics.png")
+    console.print(f"  relevance metrics of the trained projectors (seed {seed}, {len(images)} test images): "
+                  f"{out / 'analysis'}/")
+    return str(json_path)
