@@ -34,7 +34,8 @@ def split_scenes(settings: SceneSettings, split: str) -> list[Scene]:
     return [sample_scene(rng, settings.image_size, settings.min_objects, settings.max_objects) for _ in range(n)]
 
 
-def _turn(role: str, value: str) -> dict[str, str]:
+def turn(role: str, value: str) -> dict[str, str]:
+    """One LLaVA conversation turn."""
     return {"from": role, "value": value}
 
 
@@ -42,31 +43,41 @@ def _image_path(split: str, index: int) -> str:
     return f"{split}/{index:06d}.png"
 
 
+def caption_record(index: int, image: str, caption_text: str, describe: str = DESCRIBE) -> dict[str, Any]:
+    """A stage-1 record: the `plain` template keeps only the image and the caption."""
+    return {"id": f"cap-{index:06d}", "image": image,
+            "conversations": [turn("human", f"{IMAGE_TOKEN}\n{describe}"), turn("gpt", caption_text)]}
+
+
+def qa_record(index: int, image: str, pairs: list[tuple[str, tuple[str, str]]], rng: np.random.Generator,
+              caption_fraction: float, caption_text: str, describe: str = DESCRIBE) -> dict[str, Any]:
+    """A stage-2 record: the question turns, then (for `caption_fraction` of records) a caption turn.
+
+    The caption comes last so no question can be answered by copying an earlier caption. Shared with
+    the video demo, whose records differ only in what the questions are about.
+    """
+    turns = []
+    for _family, (question, answer) in pairs:
+        turns += [turn("human", question), turn("gpt", answer)]
+    if rng.random() < caption_fraction:
+        turns += [turn("human", describe), turn("gpt", caption_text)]
+    turns[0]["value"] = f"{IMAGE_TOKEN}\n{turns[0]['value']}"
+    return {"id": f"qa-{index:06d}", "image": image, "conversations": turns}
+
+
 def stage1_records(scenes: list[Scene]) -> list[dict[str, Any]]:
-    """Caption records (stage 1): the `plain` template keeps only the image and the caption."""
-    return [
-        {"id": f"cap-{i:06d}", "image": _image_path(TRAIN, i),
-         "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{DESCRIBE}"), _turn("gpt", caption(s))]}
-        for i, s in enumerate(scenes)
-    ]
+    """Caption records (stage 1)."""
+    return [caption_record(i, _image_path(TRAIN, i), caption(s)) for i, s in enumerate(scenes)]
 
 
 def stage2_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
-    """Multi-turn question records (stage 2); a caption turn closes `caption_fraction` of them.
-
-    The caption comes last so no question can be answered by copying an earlier caption.
-    """
+    """Multi-turn question records (stage 2); a caption turn closes `caption_fraction` of them."""
     rng = np.random.default_rng([settings.seed, 2])
-    records = []
-    for i, scene in enumerate(scenes):
-        turns = []
-        for _family, (question, answer) in conversation_questions(scene, rng, settings.questions_per_image):
-            turns += [_turn("human", question), _turn("gpt", answer)]
-        if rng.random() < settings.caption_fraction:
-            turns += [_turn("human", DESCRIBE), _turn("gpt", caption(scene))]
-        turns[0]["value"] = f"{IMAGE_TOKEN}\n{turns[0]['value']}"
-        records.append({"id": f"qa-{i:06d}", "image": _image_path(TRAIN, i), "conversations": turns})
-    return records
+    return [
+        qa_record(i, _image_path(TRAIN, i), conversation_questions(scene, rng, settings.questions_per_image),
+                  rng, settings.caption_fraction, caption(scene))
+        for i, scene in enumerate(scenes)
+    ]
 
 
 def test_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
@@ -80,7 +91,7 @@ def test_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str,
                 continue
             records.append({
                 "id": f"test-{i:06d}-{family}", "image": _image_path(TEST, i), "family": family,
-                "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), _turn("gpt", qa[1])],
+                "conversations": [turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), turn("gpt", qa[1])],
             })
     return records
 

@@ -18,7 +18,8 @@ that name its object, which a 2-layer LM learns far faster than a referent early
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,16 +128,24 @@ def ask(family: str, scene: Scene, rng: np.random.Generator) -> QA | None:
     return ASKERS[family](scene, rng)
 
 
-def conversation_questions(scene: Scene, rng: np.random.Generator, n: int) -> list[tuple[str, QA]]:
-    """Up to n (family, qa) pairs from distinct families, in random order."""
+def pick_questions(
+    ask_fn: Callable[[str, Any, np.random.Generator], QA | None],
+    families: Sequence[str], item: Any, rng: np.random.Generator, n: int,
+) -> list[tuple[str, QA]]:
+    """Up to n (family, qa) pairs from distinct families, in random order (images and videos alike)."""
     out = []
-    for family in rng.permutation(list(FAMILIES)).tolist():
-        qa = ask(family, scene, rng)
+    for family in rng.permutation(list(families)).tolist():
+        qa = ask_fn(family, item, rng)
         if qa is not None:
             out.append((family, qa))
         if len(out) == n:
             break
     return out
+
+
+def conversation_questions(scene: Scene, rng: np.random.Generator, n: int) -> list[tuple[str, QA]]:
+    """Up to n (family, qa) pairs from distinct families, in random order."""
+    return pick_questions(ask, FAMILIES, scene, rng, n)
 
 
 def vocabulary() -> list[str]:

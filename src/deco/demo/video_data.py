@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deco.demo.cache import Assets, _cached, _key
-from deco.demo.dataset import majority_baselines
+from deco.demo.dataset import caption_record, majority_baselines, qa_record, turn
 from deco.demo.video_questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
 from deco.demo.video_scenes import Video, render_video, sample_video
 from deco.demo.video_settings import VideoDemoSettings, VideoSceneSettings
@@ -40,35 +40,23 @@ def split_videos(settings: VideoSceneSettings, split: str) -> list[Video]:
             for _ in range(n)]
 
 
-def _turn(role: str, value: str) -> dict[str, str]:
-    return {"from": role, "value": value}
-
-
 def _path(split: str, index: int) -> str:
     return f"{split}/{index:06d}.npy"
 
 
 def stage1_records(videos: list[Video]) -> list[dict[str, Any]]:
     """Caption records (stage 1, template `plain`)."""
-    return [{"id": f"cap-{i:06d}", "image": _path(TRAIN, i),
-             "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{DESCRIBE}"), _turn("gpt", caption(v))]}
-            for i, v in enumerate(videos)]
+    return [caption_record(i, _path(TRAIN, i), caption(v), DESCRIBE) for i, v in enumerate(videos)]
 
 
 def stage2_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict[str, Any]]:
-    """Multi-turn question records; a caption turn closes `caption_fraction` of them (last, so no
-    question can be answered by copying it)."""
+    """Multi-turn question records; a caption turn closes `caption_fraction` of them."""
     rng = np.random.default_rng([settings.seed, 2])
-    records = []
-    for i, video in enumerate(videos):
-        turns = []
-        for _family, (question, answer) in conversation_questions(video, rng, settings.questions_per_video):
-            turns += [_turn("human", question), _turn("gpt", answer)]
-        if rng.random() < settings.caption_fraction:
-            turns += [_turn("human", DESCRIBE), _turn("gpt", caption(video))]
-        turns[0]["value"] = f"{IMAGE_TOKEN}\n{turns[0]['value']}"
-        records.append({"id": f"qa-{i:06d}", "image": _path(TRAIN, i), "conversations": turns})
-    return records
+    return [
+        qa_record(i, _path(TRAIN, i), conversation_questions(video, rng, settings.questions_per_video),
+                  rng, settings.caption_fraction, caption(video), DESCRIBE)
+        for i, video in enumerate(videos)
+    ]
 
 
 def test_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict[str, Any]]:
@@ -80,7 +68,7 @@ def test_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict
             qa = ask(family, video, rng)
             if qa is not None:
                 records.append({"id": f"test-{i:06d}-{family}", "image": _path(TEST, i), "family": family,
-                                "conversations": [_turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), _turn("gpt", qa[1])]})
+                                "conversations": [turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), turn("gpt", qa[1])]})
     return records
 
 

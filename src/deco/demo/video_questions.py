@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from deco.demo.questions import pick_questions
 from deco.demo.scenes import COLOURS, COLUMNS, ROWS, SHAPES
 from deco.demo.video_scenes import DIRECTIONS, STILL, Track, Video, cell_name
 
@@ -116,14 +117,7 @@ def ask(family: str, video: Video, rng: np.random.Generator) -> QA | None:
 
 def conversation_questions(video: Video, rng: np.random.Generator, n: int) -> list[tuple[str, QA]]:
     """Up to n (family, qa) pairs from distinct families, in random order."""
-    out = []
-    for family in rng.permutation(list(FAMILIES)).tolist():
-        qa = ask(family, video, rng)
-        if qa is not None:
-            out.append((family, qa))
-        if len(out) == n:
-            break
-    return out
+    return pick_questions(ask, FAMILIES, video, rng, n)
 
 
 def vocabulary() -> list[str]:
