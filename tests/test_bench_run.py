@@ -108,7 +108,8 @@ def test_proxy_sizes_extrapolate_to_llama_2_7b():
         (BenchOptions(size="huge"), "unknown size 'huge'"),
         (BenchOptions(dtype="float8"), "--dtype must be one of"),
         (BenchOptions(repeats=0), "--repeats must be at least 1"),
-        (BenchOptions(size="7b-proxy", proxy_layers=1), "--proxy-layers must be an int >= 2"),
+        (BenchOptions(size="7b-proxy", proxy_layers=1), "--proxy-layers must be an int from 2"),
+        (BenchOptions(size="7b-proxy", proxy_layers=33), r"to 32 \(the full model\)"),
     ],
 )
 def test_bad_options_are_config_errors(opts, match):
@@ -125,10 +126,11 @@ def test_cuda_without_a_gpu_is_refused():
 def test_too_big_for_memory_is_refused_with_the_estimate_before_building():
     with pytest.raises(ConfigError, match=r"needs an estimated \d+\.\d+ GiB but only 1\.00 GiB"):
         run_bench(BenchOptions(size="7b-proxy", memory_budget_gib=1.0), log=lambda msg: None)
-    # 100 Llama-7B layers (~80 GB of weights, ~4x that with AdamW and gradients) fit no machine this
-    # runs on: refused from the memory really available.
+    # The full model (32 LLM layers, ~13.5 GB of bf16 weights, ~4x that with AdamW and gradients) does
+    # not fit 24 GiB: the refusal names what the estimate is made of.
     with pytest.raises(ConfigError, match="AdamW state"):
-        run_bench(BenchOptions(size="7b-proxy", proxy_layers=100), log=lambda msg: None)
+        run_bench(BenchOptions(size="7b-proxy", proxy_layers=32, dtype="bfloat16", memory_budget_gib=24.0),
+                  log=lambda msg: None)
 
 
 def test_cli_registers_bench_and_passes_bad_input_up_as_config_error():

@@ -71,11 +71,12 @@ def _tiny() -> SizeSpec:
 
 
 def _proxy(layers: int) -> SizeSpec:
-    # CLIP ViT-L/14-336 and Llama-2-7B / Vicuna-7B shapes with `layers` layers each, random weights.
+    # CLIP ViT-L/14-336 and Llama-2-7B / Vicuna-7B shapes with `layers` layers each (the tower stops at
+    # its real 24, so `layers=32` is the full LLaVA-1.5 model and nothing is extrapolated), random weights.
     return SizeSpec(
         name="7b-proxy",
         vision_arch="clip",
-        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": layers,
+        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": min(layers, FULL_VISION_LAYERS),
                        "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
                        "projection_dim": 768},
         llm_arch="llama",
@@ -102,9 +103,10 @@ def get_size(name: str, proxy_layers: int = 2) -> SizeSpec:
         return _tiny()
     if name == "7b-proxy":
         # hidden_states[-2] needs at least two encoder layers; the LLM needs one.
-        if isinstance(proxy_layers, bool) or not isinstance(proxy_layers, int) or proxy_layers < 2:
-            raise ConfigError(f"--proxy-layers must be an int >= 2 (the vision tower takes its "
-                              f"penultimate layer), got {proxy_layers!r}")
+        if (isinstance(proxy_layers, bool) or not isinstance(proxy_layers, int)
+                or not 2 <= proxy_layers <= FULL_LLM_LAYERS):
+            raise ConfigError(f"--proxy-layers must be an int from 2 (the vision tower takes its penultimate "
+                              f"layer) to {FULL_LLM_LAYERS} (the full model), got {proxy_layers!r}")
         return _proxy(proxy_layers)
     raise ConfigError(f"unknown size '{name}'; valid sizes: {', '.join(SIZES)}")
 

@@ -8,6 +8,7 @@ so the LLM's optimizer state exists once.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,8 +125,12 @@ class Workbench:
         self.device = torch.device(device)
         self.dtype = DTYPES[dtype]
         torch.manual_seed(seed)
-        self.tower: VisionTower = load_vision_tower(vision, spec.vision_arch, spec.vision_config, -2, self.dtype)
-        self.llm = load_llm(llm, spec.llm_arch, spec.llm_config, self.dtype, "sdpa")
+        # Random-weight towers are built straight on the device: initialising a 7B-shaped LLM on the
+        # host and copying it over would cost minutes of a GPU lease.
+        with torch.device(self.device) if vision is None else contextlib.nullcontext():
+            self.tower: VisionTower = load_vision_tower(vision, spec.vision_arch, spec.vision_config, -2, self.dtype)
+        with torch.device(self.device) if llm is None else contextlib.nullcontext():
+            self.llm = load_llm(llm, spec.llm_arch, spec.llm_config, self.dtype, "sdpa")
         self.tokenizer = resolve_tokenizer(None if llm else spec.tokenizer, llm)
         self.image_token_id = ensure_image_token(self.tokenizer)
         fit_embeddings(self.llm, self.tokenizer)
