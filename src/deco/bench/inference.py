@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from deco.bench.timing import now
 from deco.model import DecoModel
@@ -47,6 +48,15 @@ def _no_phase(name: str) -> ContextManager[Any]:
     return contextlib.nullcontext()
 
 
+# transformers 5.x renamed `past_key_values` to `cache` (outputs and forward arguments) in a minor release;
+# both are in the supported range (the GPU image had 5.17, this machine 5.24).
+_CACHE_ARG = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def _cache_of(out: Any) -> Any:
+    return getattr(out, _CACHE_ARG)
+
+
 @torch.no_grad()
 def prefill_and_decode(
     model: DecoModel,
@@ -69,15 +79,15 @@ def prefill_and_decode(
         out = model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1)
         token = out.logits[:, -1].argmax(-1, keepdim=True)  # [B, 1]
     t1 = now(device)
-    cache = out.cache
+    cache = _cache_of(out)
     if seen is not None:
         seen["cache_bytes"] = cache_bytes(cache)
         seen["prompt_tokens"] = int(input_ids.shape[1])
     with phase("decode"):
         for _ in range(new_tokens):
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            out = model.llm(input_ids=token, attention_mask=mask, cache=cache, use_cache=True)
-            cache = out.cache
+            out = model.llm(input_ids=token, attention_mask=mask, use_cache=True, **{_CACHE_ARG: cache})
+            cache = _cache_of(out)
             token = out.logits[:, -1].argmax(-1, keepdim=True)
     t2 = now(device)
     return {"prefill": t1 - t0, "decode_token": (t2 - t1) / max(new_tokens, 1)}
