@@ -89,7 +89,9 @@ def _proxy(layers: int) -> SizeSpec:
         tokens=[144],
         repeats=3,
         warmup=0,
-        extrapolate_to={"vision_layers": FULL_VISION_LAYERS, "llm_layers": FULL_LLM_LAYERS},
+        # At full depth nothing is extrapolated: the figures are measurements of the whole model.
+        extrapolate_to=None if layers >= FULL_LLM_LAYERS else {"vision_layers": FULL_VISION_LAYERS,
+                                                                "llm_layers": FULL_LLM_LAYERS},
         peer_repeats=3,
     )
 
