@@ -31,6 +31,20 @@ class ModelSection:
 
 
 @dataclass
+class AnyResSection:
+    """LLaVA-NeXT-style high resolution: each image as a global view plus tiles (deco.model.anyres)."""
+
+    enabled: bool = False
+    # Tile layouts an image may get, as "RxC" (rows x cols) or [rows, cols]; LLaVA-NeXT's pinpoints.
+    layouts: list[Any] = field(default_factory=lambda: ["1x2", "2x1", "2x2", "1x3", "3x1"])
+    # The most tiles one image may take (every layout must fit); bounds the tokens per image.
+    max_tiles: int = 4
+    # How the LLM tells tiles apart: a newline token after each row of the joined tile grid
+    # (LLaVA-NeXT; grid-shaped projectors), or a separator token before each tile (any projector).
+    layout_tokens: Literal["newline", "separator"] = "newline"
+
+
+@dataclass
 class VisionSection:
     """Vision encoder: an HF id/path, or an architecture plus config overrides (random init)."""
 
@@ -42,6 +56,7 @@ class VisionSection:
     # LLaVA-1.5 pads images to a square with the mean colour before resizing ("pad" aspect mode).
     pad_to_square: bool = True
     freeze: bool = True
+    anyres: AnyResSection = field(default_factory=AnyResSection)
 
 
 @dataclass
@@ -153,10 +168,39 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        """Cross-field checks (the projector options against the projector's own config class)."""
-        from deco.projectors import make_projector_config
+        """Cross-field checks: projector options against its config class; AnyRes layouts against limits."""
+        from deco.projectors import get_projector_class, make_projector_config
 
         make_projector_config(self.projector.name, self.projector.options)
+        anyres = self.vision.anyres
+        if anyres.enabled and getattr(get_projector_class(self.projector.name), "supports_time", False):
+            raise ConfigError(
+                f"'vision.anyres.enabled': high-resolution tiles are for images, but projector "
+                f"'{self.projector.name}' takes videos; turn AnyRes off or pick an image projector"
+            )
+        anyres.layouts = check_anyres_section(anyres)
+
+
+def check_anyres_section(section: AnyResSection) -> list[str]:
+    """The section's layouts as canonical 'RxC' strings, or a ConfigError naming the key at fault."""
+    from deco.model.anyres import parse_layout
+
+    if isinstance(section.max_tiles, bool) or section.max_tiles < 1:
+        raise ConfigError(f"'vision.anyres.max_tiles' must be a positive int, got {section.max_tiles!r}")
+    if not section.layouts:
+        raise ConfigError("'vision.anyres.layouts' is empty: give at least one tile layout such as '2x2'")
+    out = []
+    for i, value in enumerate(section.layouts):
+        rows, cols = parse_layout(value, f"'vision.anyres.layouts[{i}]'")
+        if rows * cols > section.max_tiles:
+            raise ConfigError(
+                f"'vision.anyres.layouts[{i}]' = {rows}x{cols} has {rows * cols} tiles, more than "
+                f"'vision.anyres.max_tiles' = {section.max_tiles}; drop the layout or raise max_tiles"
+            )
+        if f"{rows}x{cols}" in out:
+            raise ConfigError(f"'vision.anyres.layouts[{i}]' = {rows}x{cols} is listed twice")
+        out.append(f"{rows}x{cols}")
+    return out
 
 
 T = TypeVar("T")

@@ -11,16 +11,23 @@ instead, where they can be skipped.
 
 Token ids are kept in one flat int32 array (not Python lists) so that forked DataLoader workers share
 them instead of copying: 665K LLaVA samples would otherwise cost gigabytes per worker.
+
+High resolution (a processor with `anyres`): an image's block length depends on its tile layout,
+which depends on its size, so at build time each image file's header is read (size and EXIF
+orientation, no decoding) and its layout fixed; the sample's length, truncation check and sampler
+length then use the exact block, and loading tiles the image with that same layout.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from deco.data.encoding import IGNORE_INDEX, ConversationEncoder, Encoded
@@ -28,16 +35,21 @@ from deco.data.images import DEFAULT_MAX_PIXELS, load_image
 from deco.data.records import Record, find_missing_images, load_records, resolve_image
 from deco.data.templates import Template, get_template
 from deco.errors import ConfigError, DataError
+from deco.model.anyres import Layout, select_layout
 from deco.model.processor import Processor
 
 log = logging.getLogger(__name__)
 
-SKIP_REASONS = ("tokenization_mismatch", "empty_loss", "image_truncated", "bad_for_template", "missing_image")
+SKIP_REASONS = ("tokenization_mismatch", "empty_loss", "image_truncated", "bad_for_template", "missing_image",
+                "unreadable_image")
 _CHUNK = 1024
 
 
 class ConversationDataset(Dataset):
-    """Samples as dicts: `input_ids` [T], `labels` [T], `pixel_values` [n_images, 3, H, W] or None, `sample_id`."""
+    """Samples as dicts: `input_ids` [T], `labels` [T], `pixel_values` [n_images, 3, H, W] or None,
+    `sample_id`. With AnyRes, `pixel_values` is [n_views, 3, S, S] (each image's global view, then its tiles) and
+    `image_layouts` lists each image's (rows, cols); each block holds the layout's newline/separator ids.
+    """
 
     def __init__(
         self,
@@ -87,6 +99,8 @@ class ConversationDataset(Dataset):
         self.sample_ids: list[str] = []
         self._sources: list[str] = []
         self._images: list[tuple[str, ...]] = []
+        # AnyRes only: each sample's image layouts, fixed here so block lengths are known up front.
+        self._layouts: list[tuple[Layout, ...]] | None = [] if self.processor.anyres is not None else None
         self.lengths: list[int] = []
         for start in range(0, len(records), _CHUNK):
             chunk = records[start : start + _CHUNK]
@@ -104,7 +118,10 @@ class ConversationDataset(Dataset):
                 if isinstance(enc, DataError):
                     self._bad(rec, "tokenization_mismatch", str(enc))
                     continue
-                kept = self._fit(rec, enc)
+                layouts = self._choose_layouts(rec) if self._layouts is not None else ()
+                if layouts is None:
+                    continue
+                kept = self._fit(rec, enc, self._block_sizes(layouts, len(rec.images)))
                 if kept is not None:
                     ids, mask, length = kept
                     ids_parts.append(ids)
@@ -113,6 +130,8 @@ class ConversationDataset(Dataset):
                     self._sources.append(rec.source)
                     self._images.append(rec.images)
                     self.lengths.append(length)
+                    if self._layouts is not None:
+                        self._layouts.append(layouts)
         if not self.sample_ids:
             raise DataError(
                 f"empty dataset: all {len(records)} samples were skipped ({self._skip_summary()})"
@@ -121,8 +140,37 @@ class ConversationDataset(Dataset):
         self._ids = np.concatenate(ids_parts)  # int32, unexpanded: one id per <image>
         self._mask = np.concatenate(mask_parts)
 
-    def _fit(self, rec: Record, enc: Encoded) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """Check image ids and truncation; return (ids, loss mask, final length) or None if skipped."""
+    def _block_sizes(self, layouts: Sequence[Layout], n_images: int) -> np.ndarray:
+        """Token positions each `<image>` expands to: M, or with AnyRes its layout's block length."""
+        anyres = self.processor.anyres
+        if anyres is None:
+            return np.full(n_images, self.processor.num_image_tokens, dtype=np.int64)
+        return np.asarray([anyres.num_tokens(layout) for layout in layouts], dtype=np.int64)
+
+    def _choose_layouts(self, rec: Record) -> tuple[Layout, ...] | None:
+        """AnyRes: each image's tile layout, from its file header (size after EXIF rotation); None if skipped."""
+        anyres = self.processor.anyres
+        assert anyres is not None
+        layouts = []
+        for rel in rec.images:
+            path = resolve_image(self.image_folder, rel)
+            if not path.is_file():
+                self._bad(rec, "missing_image", f"image file not found: {path}")
+                return None
+            try:
+                size = _oriented_size(path, self.max_pixels)
+            except DataError as exc:
+                self._bad(rec, "unreadable_image", str(exc))
+                return None
+            layout = select_layout(size, anyres.layouts, anyres.tile_size)
+            layouts.append(anyres.check_layout(layout, f"{rec.where()}: image {path}"))
+        return tuple(layouts)
+
+    def _fit(self, rec: Record, enc: Encoded, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Check image ids and truncation; return (ids, loss mask, final length) or None if skipped.
+
+        `sizes` is each image's block length (M, or the AnyRes block of its layout).
+        """
         ids = np.asarray(enc.input_ids, dtype=np.int64)
         mask = np.asarray(enc.labels, dtype=np.int64) != IGNORE_INDEX
         is_image = ids == self.processor.image_token_id
@@ -131,13 +179,13 @@ class ConversationDataset(Dataset):
                 f"{rec.where()}: the tokenizer turned {len(rec.images)} <image> marker(s) into "
                 f"{int(is_image.sum())} image token(s); is <image> a special token of this tokenizer?"
             )
-        extra = self.processor.num_image_tokens - 1
-        # Where each unexpanded position lands once every <image> becomes M placeholders.
-        before = np.cumsum(is_image) - is_image
-        expanded_pos = np.arange(len(ids)) + before * extra
-        length = len(ids) + int(is_image.sum()) * extra
+        # Where each unexpanded position lands once every <image> becomes its block.
+        grow = np.zeros(len(ids), dtype=np.int64)
+        grow[is_image] = sizes - 1
+        expanded_pos = np.arange(len(ids)) + np.cumsum(grow) - grow
+        length = len(ids) + int(grow.sum())
         if length > self.max_length:
-            block_ends = expanded_pos[is_image] + extra + 1
+            block_ends = expanded_pos[is_image] + sizes
             if (block_ends > self.max_length).any():
                 self._bad(
                     rec,
@@ -189,28 +237,65 @@ class ConversationDataset(Dataset):
         lo, hi = self._offsets[index], self._offsets[index + 1]
         ids, mask = self._ids[lo:hi].astype(np.int64), self._mask[lo:hi]
         labels = np.where(mask, ids, IGNORE_INDEX)
-        m = self.processor.num_image_tokens
-        # Expand each <image> id to M placeholders (label -100), then cut at the length fixed at build time.
-        reps = np.where(ids == self.processor.image_token_id, m, 1)
+        is_image = ids == self.processor.image_token_id
+        layouts = self._layouts[index] if self._layouts is not None else ()
+        # Expand each <image> id to its block (label -100), then cut at the length fixed at build time.
+        reps = np.ones(len(ids), dtype=np.int64)
+        reps[is_image] = self._block_sizes(layouts, int(is_image.sum()))
+        expanded, labels = np.repeat(ids, reps), np.repeat(labels, reps)
+        anyres = self.processor.anyres
+        if anyres is not None:  # AnyRes blocks hold newline/separator ids between the placeholders
+            starts = (np.cumsum(reps) - reps)[is_image]
+            image_id, layout_id = self.processor.image_token_id, int(self.processor.layout_token_id or 0)
+            for start, layout in zip(starts, layouts, strict=True):
+                block = anyres.block(layout, image_id, layout_id)
+                expanded[start : start + len(block)] = block
         length = self.lengths[index]
-        input_ids = torch.from_numpy(np.repeat(ids, reps)[:length])
-        labels_t = torch.from_numpy(np.repeat(labels, reps)[:length])
-        return {
-            "input_ids": input_ids,  # [T]
-            "labels": labels_t,  # [T]
-            "pixel_values": self._load_images(index),  # [n_images, 3, H, W] or None
+        sample: dict[str, object] = {
+            "input_ids": torch.from_numpy(expanded[:length]),  # [T]
+            "labels": torch.from_numpy(labels[:length]),  # [T]
+            "pixel_values": self._load_images(index),  # [n_images, 3, H, W] (AnyRes: [n_views, ...]) or None
             "sample_id": self.sample_ids[index],
         }
+        if anyres is not None:
+            sample["image_layouts"] = list(layouts)
+        return sample
 
     def _load_images(self, index: int) -> torch.Tensor | None:
         paths = self._images[index]
         if not paths:
             return None
         tensors = []
-        for rel in paths:
+        for i, rel in enumerate(paths):
+            path = resolve_image(self.image_folder, rel)
+            where = f"{self._sources[index]}: sample '{self.sample_ids[index]}'"
             try:
-                image = load_image(resolve_image(self.image_folder, rel), max_pixels=self.max_pixels)
+                image = load_image(path, max_pixels=self.max_pixels)
             except DataError as exc:
-                raise DataError(f"{self._sources[index]}: sample '{self.sample_ids[index]}': {exc}") from None
-            tensors.append(self.processor.preprocess_image(image))
-        return torch.stack(tensors)  # [n_images, 3, H, W]
+                raise DataError(f"{where}: {exc}") from None
+            anyres = self.processor.anyres
+            if anyres is None or self._layouts is None:
+                tensors.append(self.processor.preprocess_image(image)[None])  # [1, 3, H, W]
+            else:  # the layout fixed at build time, so the block length always matches
+                views, _ = anyres.views(image, self._layouts[index][i], f"{where}: image {path}")
+                tensors.append(views)  # [1 + rows*cols, 3, S, S]
+        return torch.cat(tensors)  # [n_images (AnyRes: n_views), 3, H, W]
+
+
+def _oriented_size(path: Path, max_pixels: int | None) -> tuple[int, int]:
+    """(width, height) as load_image will return the image (EXIF rotation applied), from the header only."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation tag
+    except Exception as exc:  # PIL raises many types for unreadable headers
+        raise DataError(f"cannot read the image header of {path}: {type(exc).__name__}: {exc}") from None
+    if width <= 0 or height <= 0:
+        raise DataError(f"image has zero size ({width} x {height}): {path}")
+    if max_pixels is not None and width * height > max_pixels:
+        raise DataError(
+            f"image is too large to load safely: {path} is {width} x {height}, above {max_pixels:,} pixels"
+        )
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -152,6 +152,24 @@ class AnyRes:
         """LLM positions for an image of (width, height), before loading or running anything."""
         return self.num_tokens(select_layout(size, self.layouts, self.tile_size))
 
+    def token_report(self) -> list[str]:
+        """Human-readable token count per configured layout (logged before training starts)."""
+        kind = "newline" if self.layout_tokens == "newline" else "separator"
+        lines = []
+        for layout in self.layouts:
+            n = self.num_tokens(layout)
+            views, extra = self.num_views(layout), n - self.num_placeholders(layout)
+            lines.append(
+                f"AnyRes: layout {layout[0]}x{layout[1]} -> {n} tokens per image "
+                f"({views} views x {self.tile_tokens} + {extra} {kind})"
+            )
+        widest = max(self.layouts, key=self.num_tokens)
+        lines.append(
+            f"AnyRes: max {self.num_tokens(widest)} tokens per image (layout {widest[0]}x{widest[1]}, "
+            f"max_tiles={self.max_tiles}, {self.tile_size} px tiles)"
+        )
+        return lines
+
     def block(self, layout: Layout, image_token_id: int, layout_token_id: int) -> list[int]:
         """The ids one `<image>` marker expands to: placeholders with layout tokens between them."""
         rows, cols = self.check_layout(layout)

@@ -11,7 +11,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from deco.config import Config, LLMSection, ModelSection, ProjectorSection, VisionSection, _from_dict
+from deco.config import (
+    AnyResSection,
+    Config,
+    LLMSection,
+    ModelSection,
+    ProjectorSection,
+    VisionSection,
+    _from_dict,
+    check_anyres_section,
+)
 from deco.errors import ConfigError
 from deco.model.llm import DTYPES, fit_embeddings, load_llm, resolve_tokenizer
 from deco.model.multimodal import DecoModel
@@ -62,10 +71,22 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     projector.to(torch.float32 if projector.keeps_fp32 else dtype)
     if config.vision.freeze:
         vision_tower.requires_grad_(False)
-    return DecoModel(
+    model = DecoModel(
         vision_tower, projector, llm, tokenizer, image_token_id, config.vision.pad_to_square,
         config=_model_sections(config),
     )
+    if config.vision.anyres.enabled:
+        enable_anyres_from(model, config.vision.anyres)
+    return model
+
+
+def enable_anyres_from(model: DecoModel, section: AnyResSection) -> None:
+    """Turn AnyRes on as `vision.anyres` says; errors name the config key at fault."""
+    try:
+        model.enable_anyres(check_anyres_section(section), section.max_tiles, section.layout_tokens)
+    except ConfigError as exc:
+        key = "layout_tokens" if "layout_tokens" in str(exc) else "enabled"
+        raise ConfigError(f"'vision.anyres.{key}': {exc}") from None
 
 
 def _model_sections(config: Config) -> dict[str, Any]:

@@ -86,6 +86,9 @@ def run_training(
     model, counts = model_for_stage(config, vision_tower, checkpoint)
     for line in describe_trainable(counts, train.stage):
         reporter.info(line)
+    if model.anyres is not None:  # the token count per image depends on its layout: say it up front
+        for line in model.anyres.token_report():
+            reporter.info(line)
     data = dataset if dataset is not None else build_dataset(config, model)
     if saved is not None and saved.get("num_samples") not in (None, len(data)):
         raise ConfigError(

@@ -22,7 +22,8 @@ from deco.train.metrics import MetricsWriter
 from deco.train.progress import Reporter
 from deco.train.state import TrainState
 
-MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values")
+# What the model reads from a batch; tensors go to the device, `image_layouts` (AnyRes) stays a list.
+MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_layouts")
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Loop:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         bad_ids: list[str] = []
         for batch in micro:
-            inputs = {k: (None if batch.get(k) is None else batch[k].to(device)) for k in MODEL_KEYS}
+            inputs = {k: to_device(batch.get(k), device) for k in MODEL_KEYS}
             labels = batch["labels"].to(device)
             with acc.accumulate(self.model):
                 logits = self.model(**inputs)  # [B, T, V]
@@ -179,3 +180,8 @@ class Loop:
     def _save(self) -> None:
         self.save()
         self.last_saved = self.state.step
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """A batch entry on the device: tensors moved, None and plain lists (AnyRes layouts) as they are."""
+    return value.to(device) if isinstance(value, torch.Tensor) else value

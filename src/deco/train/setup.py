@@ -96,7 +96,10 @@ def build_dataset(config: Config, model: DecoModel) -> ConversationDataset:
     if data.train_file is None:
         raise ConfigError("data.train_file is not set: name a LLaVA-format JSON or JSONL file")
     if model.num_frames is not None:
-        # A projector with a time axis: each `image` entry is a video (frame folder or .npy array).
+        if model.anyres is not None:
+            raise ConfigError("'vision.anyres.enabled': high-resolution tiles are for images, not videos")
+        # A projector with a time axis: each `image` entry is a video (frame folder, .npy array,
+        # GIF or video file).
         from deco.data.video_dataset import VideoConversationDataset
 
         return VideoConversationDataset(

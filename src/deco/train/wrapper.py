@@ -12,7 +12,7 @@ PREFIX = "deco."  # parameter names inside TrainingModel are "deco." + the DecoM
 
 
 class TrainingModel(nn.Module):
-    """Wraps a DecoModel; forward(input_ids, attention_mask, pixel_values) -> logits [B, T, V].
+    """Wraps a DecoModel; forward(input_ids, attention_mask, pixel_values, image_layouts) -> logits [B, T, V].
 
     A batch with no image (text-only samples) still runs the vision tower and projector, on one blank
     image whose output is added with weight 0. Without it the projector would be missing from the
@@ -34,11 +34,11 @@ class TrainingModel(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None, image_layouts: list[tuple[int, int]] | None = None,
     ) -> torch.Tensor:
-        """Logits of the LLM on the merged embeddings."""
+        """Logits of the LLM on the merged embeddings (`image_layouts`: AnyRes (rows, cols) per image)."""
         model = self.deco
-        embeds = model.embed(input_ids, pixel_values)  # [B, T, Dl]
+        embeds = model.embed(input_ids, pixel_values, image_layouts)  # [B, T, Dl]
         if pixel_values is None or pixel_values.numel() == 0:
             side = model.vision_tower.image_size
             blank = torch.zeros(1, 3, side, side, device=embeds.device)
