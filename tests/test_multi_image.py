@@ -10,7 +10,7 @@ from PIL import Image
 from deco.config import load_config
 from deco.data import ConversationDataset, DataCollator, records_from_dicts
 from deco.data.video_dataset import VideoConversationDataset
-from deco.errors import DataError, ShapeError
+from deco.errors import ConfigError, DataError, ShapeError
 from deco.model import build_model
 
 
@@ -102,3 +102,55 @@ def test_video_dataset_errors_name_the_sample(tmp_path):
     missing = {**rec, "id": "gone", "image": "nowhere"}
     with pytest.raises(DataError, match="sample 'gone': video not found"):
         VideoConversationDataset(records_from_dicts([missing]), tmp_path, model.processor(), "vicuna_v1", 512)
+
+
+def video_record(rec_id, video, question="<image>\nWhat?"):
+    return {"id": rec_id, "image": video, "conversations": [
+        {"from": "human", "value": question}, {"from": "gpt", "value": "Nothing."}]}
+
+
+def test_every_bad_video_input_names_the_sample_through_the_dataset(tmp_path):
+    model = tiny("deco3d", "{target: 2x2x2, num_frames: 3}")
+    proc = model.processor()
+    (tmp_path / "empty").mkdir()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i, size in enumerate([(30, 30), (30, 30), (40, 30)]):
+        Image.new("RGB", size).save(mixed / f"{i}.png")
+    np.save(tmp_path / "none.npy", np.zeros((0, 8, 8, 3), dtype=np.uint8))
+    records = records_from_dicts([video_record("empty", "empty"), video_record("mixed", "mixed"),
+                                  video_record("none", "none.npy")])
+    data = VideoConversationDataset(records, tmp_path, proc, "vicuna_v1", 512)
+    with pytest.raises(DataError, match="sample 'empty': video folder .*empty: the video has zero frames"):
+        data[0]
+    with pytest.raises(DataError, match="sample 'mixed': video folder .*mixed: frames have different sizes: "
+                                        "0.png is 30x30 but 2.png is 40x30"):
+        data[1]
+    with pytest.raises(DataError, match="sample 'none': video array .*none.npy: the video has zero frames"):
+        data[2]
+    # Problems visible without decoding fail when the dataset is built, naming the sample.
+    (tmp_path / "clip.txt").write_text("not a video")
+    with pytest.raises(DataError, match="sample 'txt': video .*clip.txt: unsupported format '.txt'"):
+        VideoConversationDataset(records_from_dicts([video_record("txt", "clip.txt")]), tmp_path, proc, "vicuna_v1", 512)
+    with pytest.raises(DataError, match=r"sample 'two': has 2 <image> marker\(s\) but 1 image path"):
+        records_from_dicts([video_record("two", ["none.npy"], "<image> then <image>")], allow_multi_image=True)
+    # Straight to the model: too few frames for the temporal target is a ShapeError saying so.
+    batch = proc("<image>\nHi", videos=[[Image.new("RGB", (30, 30))] * 3])
+    with pytest.raises(ShapeError, match="1 frame.*temporal target is 2"):
+        model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"][:, :1])
+
+
+def test_anyres_prompts_with_several_images_check_markers_and_layout_limits():
+    model = tiny()
+    with pytest.raises(ConfigError, match="3x3 has 9 tiles, more than max_tiles=4"):
+        model.enable_anyres(layouts=["1x2", "3x3"], max_tiles=4)
+    model.enable_anyres(layouts=["1x2", "2x1"], max_tiles=2)
+    proc = model.processor()
+    wide, tall = Image.new("RGB", (96, 40)), Image.new("RGB", (40, 96))
+    with pytest.raises(DataError, match="3 <image> marker.*2 image"):
+        proc("<image> <image> <image>", images=[wide, tall])
+    batch = proc("<image> and <image>", images=[wide, tall])
+    assert batch["image_layouts"] == [(1, 2), (2, 1)]  # each image tiled by its own shape, within the limits
+    assert model(**batch).logits.shape[1] == batch["input_ids"].shape[1]
+    with pytest.raises(ShapeError, match=r"image 1: tile layout 2x2 \(4 tiles, max_tiles=2\) is not among"):
+        model(**{**batch, "image_layouts": [(1, 2), (2, 2)]})

@@ -90,9 +90,9 @@ def test_npy_errors(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.npy: not a readable .npy"):
         load_video(tmp_path / "junk.npy", 2)
-    (tmp_path / "clip.mp4").write_bytes(b"\x00")
-    with pytest.raises(DataError, match="unsupported format '.mp4'.*extract frames"):
-        load_video(tmp_path / "clip.mp4", 2)
+    (tmp_path / "clip.xyz").write_bytes(b"\x00")
+    with pytest.raises(DataError, match=r"clip.xyz: unsupported format '.xyz'; give a folder.*\.mp4"):
+        load_video(tmp_path / "clip.xyz", 2)
     with pytest.raises(DataError, match="video not found"):
         load_video(tmp_path / "missing.npy", 2)
 

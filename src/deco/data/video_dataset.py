@@ -1,4 +1,4 @@
-"""LLaVA-format conversations about videos: each `image` entry is a frame folder or a .npy array.
+"""LLaVA-format conversations about videos: each `image` entry is a frame folder, .npy array, GIF or video file.
 
 Text handling (templates, masks, truncation, skipping) is ConversationDataset's; only loading the
 visual inputs differs: every entry becomes F frames sampled uniformly (deco.model.video), so a
@@ -21,6 +21,7 @@ from deco.data.dataset import ConversationDataset
 from deco.data.records import Record, load_records, resolve_image
 from deco.errors import ConfigError, DataError
 from deco.model.processor import Processor
+from deco.model.video import check_video_source
 
 
 class VideoConversationDataset(ConversationDataset):
@@ -42,11 +43,14 @@ class VideoConversationDataset(ConversationDataset):
         if isinstance(records, (str, Path)):
             records = load_records(records, allow_multi_image=allow_multi_image)
         if check_videos:
-            # Frame folders are directories, which the image check would call missing: check here.
+            # Frame folders are directories, which the image check would call missing: check here, and
+            # fail now (not at step N) for an unsupported format or a video file without PyAV installed.
             for rec in records:
                 for rel in rec.images:
-                    if not resolve_image(video_folder, rel).exists():
-                        raise DataError(f"{rec.where()}: video not found: {resolve_image(video_folder, rel)}")
+                    try:
+                        check_video_source(resolve_image(video_folder, rel))
+                    except DataError as exc:
+                        raise DataError(f"{rec.where()}: {exc}") from None
         super().__init__(records, video_folder, processor, template, max_length, check_images=False,
                          allow_multi_image=allow_multi_image, **kwargs)
 

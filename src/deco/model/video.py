@@ -1,19 +1,22 @@
-"""Videos as frame sequences: a folder of frame images or a .npy array, sampled uniformly to F frames.
+"""Videos as frame sequences: a frame folder, a .npy array, an animated GIF or a video file, sampled to F frames.
 
 Sampling takes the middle frame of F equal segments (as PLLaVA's and VideoChat2's loaders do), so a
 video of T >= F frames gives F distinct, evenly spread frames; with fewer than F frames some repeat.
-A video with fewer frames than `min_frames` (the projector's temporal target) is an error, as is a
-video with zero frames or frames of different sizes. Frames from files go through the project's one
-image loader (`deco.data.images.load_image`). Decoding compressed video files (mp4, ...) is not done
-here: extract frames first (e.g. `ffmpeg -i clip.mp4 frames/%06d.png`) or save an array.
+Every source uses the same rule, so the same frame count gives the same indices. A video with fewer
+frames than `min_frames` (the projector's temporal target) is an error, as is a video with zero frames
+or frames of different sizes. Frames from files go through the project's one image loader
+(`deco.data.images.load_image`). Video files (.mp4, .webm, ...) are decoded with PyAV, an optional
+extra (`pip install 'deco-vlm[video]'`); GIFs need only PIL.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +30,9 @@ if TYPE_CHECKING:  # processor.py imports this module
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".npy",)
+ANIMATION_SUFFIXES = (".gif",)
+VIDEO_FILE_SUFFIXES = (".mp4", ".m4v", ".webm", ".avi", ".mkv", ".mov")
+INSTALL_HINT = "pip install 'deco-vlm[video]'"
 
 
 def sample_indices(total: int, num_frames: int, min_frames: int = 1, where: str = "video") -> list[int]:
@@ -113,21 +119,154 @@ def _array_frames(path: Path, num_frames: int, min_frames: int) -> list[Image.Im
     return frames
 
 
+def _import_av(path: Path) -> ModuleType:
+    """PyAV, or a DataError naming the file and the install command."""
+    try:
+        import av
+    except ImportError:
+        raise DataError(
+            f"video file {path}: reading '{path.suffix}' files needs PyAV, which is not installed: "
+            f"{INSTALL_HINT} (or extract the frames to a folder first)"
+        ) from None
+    return av
+
+
+def _gif_frames(path: Path, num_frames: int, min_frames: int, max_pixels: int | None) -> list[Image.Image]:
+    where = f"animated image {path}"
+    load_image(path, max_pixels)  # names the file for a missing, empty, corrupt or too large GIF
+    picked: list[int] = []
+    cache: dict[int, Image.Image] = {}
+    try:
+        with Image.open(path) as im:
+            picked = sample_indices(getattr(im, "n_frames", 1), num_frames, min_frames, where)
+            for i in sorted(set(picked)):  # forward seeks only: GIF frames build on the previous ones
+                im.seek(i)
+                cache[i] = to_rgb(im.copy())
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises EOFError, OSError, ... on truncated frames
+        raise DataError(f"{where}: corrupt or truncated frame ({type(exc).__name__}: {exc})") from None
+    return [cache[i] for i in picked]
+
+
+def _unreadable(where: str, exc: Exception) -> DataError:
+    reason = getattr(exc, "strerror", None) or str(exc)  # FFmpeg's own text repeats the path
+    return DataError(f"{where}: corrupt or unreadable video file ({type(exc).__name__}: {reason})")
+
+
+@contextmanager
+def _video_stream(path: Path) -> Iterator[tuple[Any, Any]]:
+    """(container, first video stream) of a file; any failure inside becomes a DataError naming the file."""
+    av = _import_av(path)
+    where = f"video file {path}"
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.EOFError:  # FFmpeg's probe found no packet at all
+        raise DataError(f"{where}: the video has zero frames (the file ends before the first one)") from None
+    except Exception as exc:  # noqa: BLE001 - FFmpeg errors, OSError, ... on corrupt data
+        raise _unreadable(where, exc) from None
+    try:
+        with container:
+            if not container.streams.video:
+                raise DataError(f"{where}: the file has no video stream")
+            yield container, container.streams.video[0]
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise FFmpeg errors on corrupt or truncated frames
+        raise _unreadable(where, exc) from None
+
+
+def _decode_file(path: Path, wanted: set[int], max_pixels: int | None) -> tuple[dict[int, Image.Image], int]:
+    """Decode frames in order; only those in `wanted` become RGB images, and decoding stops after the last one.
+
+    Returns (frames by index, frames decoded). An empty `wanted` decodes the whole stream: a frame count.
+    """
+    where = f"video file {path}"
+    frames: dict[int, Image.Image] = {}
+    decoded, first_size, last = 0, None, max(wanted, default=None)
+    with _video_stream(path) as (container, stream):
+        stream.thread_type = "AUTO"  # frame-parallel decoding; frames still come out in order
+        for frame in container.decode(stream):
+            size = (frame.width, frame.height)
+            if first_size is None:
+                first_size = size
+                if max_pixels is not None and size[0] * size[1] > max_pixels:
+                    raise DataError(
+                        f"{where}: frames of {size[0]}x{size[1]} are above the limit of {max_pixels:,} pixels "
+                        "(decompression-bomb guard)"
+                    )
+            elif size != first_size:
+                raise DataError(
+                    f"{where}: frames have different sizes: frame 0 is {first_size[0]}x{first_size[1]} but "
+                    f"frame {decoded} is {size[0]}x{size[1]} (width x height); all frames of a video must match"
+                )
+            if decoded in wanted:
+                frames[decoded] = frame.to_image()  # the only YUV -> RGB conversions done
+            decoded += 1
+            if last is not None and decoded > last:
+                break
+    return frames, decoded
+
+
+def _file_frames(path: Path, num_frames: int, min_frames: int, max_pixels: int | None) -> list[Image.Image]:
+    """Frames of a video file by index, as for folders; sequential decoding keeps the indices exact.
+
+    Seeking by timestamp is not used: B-frames, edit lists and variable frame rates make a timestamp
+    an unreliable frame index, and the same clip must give the same frames as its extracted folder.
+    """
+    where = f"video file {path}"
+    if path.stat().st_size == 0:
+        raise DataError(f"{where}: the file is empty (0 bytes)")
+    with _video_stream(path) as (_, stream):
+        total = int(stream.frames or 0)  # what the container header says; 0 when it does not say
+    if total <= 0:  # .mkv/.webm (and some others) store no frame count: count by decoding
+        _, total = _decode_file(path, set(), max_pixels)
+    picked = sample_indices(total, num_frames, min_frames, where)
+    frames, decoded = _decode_file(path, set(picked), max_pixels)
+    if len(frames) < len(set(picked)):  # the header over-counted: resample from the frames that exist
+        picked = sample_indices(decoded, num_frames, min_frames, where)
+        frames, _ = _decode_file(path, set(picked), max_pixels)
+    return [frames[i] for i in picked]
+
+
+def video_kind(path: str | Path) -> str:
+    """'folder', 'array', 'animation' or 'file' for a video path, or a DataError naming an unsupported one."""
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    for kind, suffixes in (("array", ARRAY_SUFFIXES), ("animation", ANIMATION_SUFFIXES), ("file", VIDEO_FILE_SUFFIXES)):
+        if suffix in suffixes:
+            return kind
+    raise DataError(
+        f"video {path}: unsupported format '{path.suffix}'; give a folder of frame images, a .npy array "
+        f"[T, H, W, 3], a .gif or a video file ({', '.join(VIDEO_FILE_SUFFIXES)})"
+    )
+
+
+def check_video_source(path: str | Path) -> None:
+    """Fail early for a video that cannot be read: missing, unsupported format, or a video file without PyAV."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"video not found: {path}")
+    if video_kind(path) == "file":
+        _import_av(path)
+
+
 def load_video(
     path: str | Path, num_frames: int, min_frames: int = 1, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> list[Image.Image]:
-    """`num_frames` RGB frames sampled uniformly from a frame folder or a .npy array [T, H, W(, C)]."""
+    """`num_frames` RGB frames sampled uniformly from a frame folder, .npy array [T, H, W(, C)], GIF or video file."""
     path = Path(path)
-    if path.is_dir():
+    check_video_source(path)
+    kind = video_kind(path)
+    if kind == "folder":
         return _folder_frames(path, num_frames, min_frames, max_pixels)
-    if not path.exists():
-        raise DataError(f"video not found: {path}")
-    if path.suffix.lower() in ARRAY_SUFFIXES:
+    if kind == "array":
         return _array_frames(path, num_frames, min_frames)
-    raise DataError(
-        f"video {path}: unsupported format '{path.suffix}'; give a folder of frame images or a .npy array "
-        "[T, H, W, 3] (compressed video files: extract frames first, e.g. with ffmpeg)"
-    )
+    if kind == "animation":
+        return _gif_frames(path, num_frames, min_frames, max_pixels)
+    return _file_frames(path, num_frames, min_frames, max_pixels)
 
 
 def frames_to_tensor(frames: Sequence[Image.Image], transform: ImageTransform, where: str = "video") -> torch.Tensor:
