@@ -81,6 +81,9 @@ def info_command(
     console.print(table)
     console.print(f"vision geometry: {model.vision_tower.geometry()}")
     console.print(f"projector: {model.projector.name} -> {model.num_image_tokens} visual tokens per image")
+    if model.anyres is not None:  # per-layout counts (global view + tiles + layout tokens)
+        for line in model.anyres.token_report():
+            console.print(line)
 
 
 # Feature packages add their own commands: each module defines `register(app: typer.Typer)` and

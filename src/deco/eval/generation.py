@@ -58,10 +58,11 @@ class Generator:
         """The template's inference prompt for one question with `num_images` images (`<image>\\n` first)."""
         return render_prompt(self.template, question, num_images)
 
-    def _inputs(self, prompts: Sequence[str], images: Sequence[Sequence[Image.Image]]) -> dict[str, torch.Tensor]:
+    def _inputs(self, prompts: Sequence[str], images: Sequence[Sequence[Image.Image]]) -> dict[str, Any]:
         flat = [im for per_prompt in images for im in per_prompt]  # placeholder blocks read row by row
         batch = self.processor(list(prompts), flat)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        # AnyRes models also get `image_layouts`, a list that stays on the host.
+        return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
     @torch.inference_mode()
     def generate(
@@ -104,11 +105,15 @@ class Generator:
         cont = full[len(ctx):]
         if not cont:
             raise DataError(f"continuation {continuation!r} gives no tokens after the prompt")
-        pixels = None
-        if images:
-            pixels = torch.stack([self.processor.preprocess_image(im) for im in images]).to(self.device)
-        ids = torch.tensor([self.processor.expand_image_tokens(full)], device=self.device)
-        logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels).logits  # [1, T, V]
+        # The processor's own image path, so AnyRes models get their tiles, layouts and layout tokens.
+        pixels, extra = self.processor.visual_inputs(list(images))
+        blocks = extra.pop("blocks", None)
+        ids = torch.tensor([self.processor.expand_image_tokens(full, blocks)], device=self.device)
+        if pixels is not None:
+            pixels = pixels.to(self.device)
+        logits = self.model(
+            input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, **extra
+        ).logits  # [1, T, V]
         n = len(cont)
         # Logits at position t predict token t + 1: the continuation's n tokens are predicted by the n
         # positions before the last.

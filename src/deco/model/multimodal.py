@@ -91,6 +91,12 @@ class DecoModel(nn.Module):
             self.vision_tower.transform(self.pad_to_square), self.num_image_tokens,
             token_grid_of(self.projector, grid), layouts, max_tiles, layout_tokens,
         )
+        if isinstance(self.config.get("vision"), dict):
+            # What save_model writes: a reloaded model turns AnyRes on with these same settings.
+            self.config["vision"]["anyres"] = {
+                "enabled": True, "layouts": [f"{r}x{c}" for r, c in self.anyres.layouts],
+                "max_tiles": max_tiles, "layout_tokens": layout_tokens,
+            }
         return self.anyres
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -104,6 +110,8 @@ class DecoModel(nn.Module):
                     f"'{self.projector.name}' has no time axis (video projectors: deco3d, pllava, ...)"
                 )
             n_videos, n_frames = pixel_values.shape[:2]
+            if n_frames == 0:
+                raise ShapeError(f"pixel_values {tuple(pixel_values.shape)}: the videos have zero frames")
             pixel_values = pixel_values.flatten(0, 1)  # [V*F, 3, S, S]: frames are encoded one by one
             grid = (n_frames, *grid)
         grad = any(p.requires_grad for p in self.vision_tower.parameters())
@@ -139,7 +147,7 @@ class DecoModel(nn.Module):
         safe_ids = input_ids.masked_fill(is_image, 0)  # placeholder ids may lie outside the vocab
         embeds = self.llm.get_input_embeddings()(safe_ids)
         n_slots = int(is_image.sum())
-        if pixel_values is None or pixel_values.numel() == 0:
+        if pixel_values is None or pixel_values.shape[0] == 0:
             if n_slots:
                 raise ShapeError(f"the batch has {n_slots} image placeholder tokens but no pixel_values")
             return embeds

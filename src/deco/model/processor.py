@@ -96,7 +96,8 @@ class Processor:
         return self.transform(image)
 
     def preprocess_video(self, video: str | Path | Sequence[Image.Image] | np.ndarray, where: str = "video") -> torch.Tensor:
-        """A frame folder, .npy file, list of frames or [T, H, W, 3] array -> [F, 3, S, S], F = num_frames."""
+        """A frame folder, .npy file, GIF or video file (.mp4, ...; needs the `video` extra), list of frames or
+        [T, H, W, 3] array -> [F, 3, S, S], F = num_frames."""
         from deco.model.video import frames_to_tensor, load_video, sample_indices
 
         if self.num_frames is None:
@@ -138,7 +139,7 @@ class Processor:
     ) -> dict[str, Any]:
         """Tokenize text(s) with `<image>` markers expanded, left-pad for generation, stack images.
 
-        `videos` (frame folders, .npy paths, frame lists or arrays) pair with the markers instead of
+        `videos` (frame folders, .npy paths, GIF or video files, frame lists or arrays) pair with the markers instead of
         `images` on a video model: pixel_values is then [V, F, 3, S, S].
         """
         texts = [text] if isinstance(text, str) else list(text)
@@ -154,7 +155,7 @@ class Processor:
             raise DataError(
                 f"the text has {markers} {IMAGE_TOKEN} marker(s) but {len(visuals)} {kind}(s) were given"
             )
-        pixels, extra = self._visual_inputs(images, videos)
+        pixels, extra = self.visual_inputs(images, videos)
         blocks = extra.pop("blocks", None)
         rows, start = [], 0
         for t in texts:
@@ -175,8 +176,14 @@ class Processor:
         batch.update(extra)
         return batch
 
-    def _visual_inputs(self, images: list[Image.Image], videos: list[object]) -> tuple[torch.Tensor | None, dict]:
-        """pixel_values for the batch, plus AnyRes layouts and marker blocks where they apply."""
+    def visual_inputs(
+        self, images: Sequence[Image.Image], videos: Sequence[object] = ()
+    ) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        """pixel_values for the batch, plus AnyRes `image_layouts` and marker `blocks` where they apply.
+
+        For callers that tokenize themselves: pass `blocks` to `expand_image_tokens` and the rest of the
+        dict to the model.
+        """
         if videos:
             return torch.stack([self.preprocess_video(v, f"video {i}") for i, v in enumerate(videos)]), {}
         if not images:
