@@ -47,3 +47,14 @@ def test_info_builds_the_tiny_model():
     result = runner.invoke(app, ["info", "configs/tiny.yaml"])
     assert result.exit_code == 0, result.output
     assert "36 visual tokens" in result.output
+
+
+def test_help_loads_neither_torch_nor_transformers():
+    # Every command module is imported for `deco --help`; the feature packages export lazily so that
+    # help (and typos) answer at once instead of after seconds of torch/transformers imports.
+    import subprocess
+    import sys
+
+    code = "import sys, deco.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -8,8 +8,7 @@ spatial fidelity over images; `figures` draws them; `deco analyze` (cli.py) runs
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deco.lazy import lazy_exports
 
 # Lazy exports: `deco --help` imports deco.analysis.cli, which must not pull in torch and transformers.
 _EXPORTS = {
@@ -23,10 +22,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'deco.analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"deco.analysis.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

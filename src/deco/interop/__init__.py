@@ -7,13 +7,31 @@
 - `ChatSession`, `load_any_model`, `prompt_style`: what `deco chat` does.
 """
 
-from deco.interop.blip2 import Blip2InitReport, init_qformer_from_blip2
-from deco.interop.chat import ChatSession, GenerationOptions
-from deco.interop.chat_template import jinja_chat_template, match_template
-from deco.interop.export import export_model, save_deco
-from deco.interop.llava_hf import build_hf_llava, export_hf_llava, import_llava_hf
-from deco.interop.lora import apply_lora, has_lora, load_lora, merge_lora, save_lora
-from deco.interop.resolve import PromptStyle, load_any_model, locate_model, prompt_style
+from deco.lazy import lazy_exports
+
+_EXPORTS = {
+    "Blip2InitReport": "blip2",
+    "init_qformer_from_blip2": "blip2",
+    "ChatSession": "chat",
+    "GenerationOptions": "chat",
+    "jinja_chat_template": "chat_template",
+    "match_template": "chat_template",
+    "export_model": "export",
+    "save_deco": "export",
+    "build_hf_llava": "llava_hf",
+    "export_hf_llava": "llava_hf",
+    "import_llava_hf": "llava_hf",
+    "apply_lora": "lora",
+    "has_lora": "lora",
+    "load_lora": "lora",
+    "merge_lora": "lora",
+    "save_lora": "lora",
+    "PromptStyle": "resolve",
+    "load_any_model": "resolve",
+    "locate_model": "resolve",
+    "prompt_style": "resolve",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Blip2InitReport",
