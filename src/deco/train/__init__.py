@@ -6,17 +6,8 @@ loss (summed token loss), loop (the step), checkpoint/snapshot/state (atomic sav
 metrics (metrics.jsonl), progress (bar or quiet lines), accel (backend differences), cli (`deco train`).
 """
 
-from __future__ import annotations
-
-from typing import Any
+from deco.lazy import lazy_exports
 
 __all__ = ["run_training", "train_main"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that `deco --help` (which imports deco.train.cli) does not load torch and accelerate.
-    if name in __all__:
-        from deco.train import entry
-
-        return getattr(entry, name)
-    raise AttributeError(f"module 'deco.train' has no attribute {name!r}")
+# Lazy, so that `deco --help` (which imports deco.train.cli) does not load torch and accelerate.
+__getattr__ = lazy_exports(__name__, {name: "entry" for name in __all__})
