@@ -148,9 +148,12 @@ def test_not_an_mmbench_tsv(tmp_path):
         score("mmbench", preds, bad)
 
 
-def test_test_split_without_answers_is_refused(tmp_path):
-    row = _row(0, ["cat", "dog"], "nan", "x")
-    tsv = _tsv(tmp_path / "m.tsv", [row])
+def test_test_split_without_answers_is_not_scored_and_a_mixed_file_is_refused(tmp_path):
+    """Full submission checks are in test_eval_splits.py."""
+    tsv = _tsv(tmp_path / "m.tsv", [_row(0, ["cat", "dog"], "nan", "x")])
     preds = _write_jsonl(tmp_path / "p.jsonl", [{"id": 0, "answer": "A"}])
-    with pytest.raises(DataError, match="no answer"):
-        score("mmbench", preds, tsv)
+    r = score("mmbench", preds, tsv)
+    assert r["scored"] is False and r["main"] is None and r["submission"]["rows"] == 1
+    mixed = _tsv(tmp_path / "mixed.tsv", [_row(0, ["cat", "dog"], "A", "x"), _row(1, ["cat", "dog"], "nan", "x")])
+    with pytest.raises(DataError, match="mixes questions with and without answers: question '1'"):
+        score("mmbench", preds, mixed)

@@ -107,8 +107,13 @@ def test_vizwiz_unanswerable_is_an_ordinary_answer_reported_per_type(tmp_path):
     assert r["metrics"]["accuracy"] == pytest.approx(50.0)
 
 
-def test_vizwiz_test_split_without_answers_is_refused(tmp_path):
+def test_vizwiz_split_without_answers_is_not_scored(tmp_path):
+    """Submission files are checked in test_eval_splits.py; here: no score, and a half-answered file is refused."""
     (tmp_path / "val.json").write_text(json.dumps([{"image": "x.jpg", "question": "q?"}]))
     preds = _write_jsonl(tmp_path / "p.jsonl", [{"question_id": "x.jpg", "answer": "a"}])
-    with pytest.raises(DataError, match="no answers"):
+    r = score("vizwiz", preds, tmp_path)
+    assert r["scored"] is False and r["main"] is None and r["counts"]["scored"] == 0
+    (tmp_path / "val.json").write_text(json.dumps([{"image": "w.jpg", "question": "q?", "answers": [{"answer": "a"}]},
+                                                   {"image": "x.jpg", "question": "q?"}]))
+    with pytest.raises(DataError, match="mixes questions with and without answers: question 'x.jpg'"):
         score("vizwiz", preds, tmp_path)

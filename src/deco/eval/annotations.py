@@ -122,6 +122,27 @@ def unique_qids(samples: list[Sample], benchmark: str, path: Path) -> list[Sampl
     return samples
 
 
+def check_answers(samples: list[Sample], benchmark: str, path: Path) -> list[Sample]:
+    """Refuse a file where some questions have answers and others do not.
+
+    A split is scored only when every question has answers, and gets a submission file only when none
+    has (a test split); a mix would silently score part of it, so it is an error naming the first
+    question without answers.
+    """
+    without = [s for s in samples if not s.answers]
+    if without and len(without) < len(samples):
+        raise DataError(f"{benchmark}: {path} mixes questions with and without answers: question {without[0].qid!r} "
+                        f"(first of {len(without)}) has none while {len(samples) - len(without)} have some. Pass "
+                        "a split where every question has answers (scored) or none has (a test split: a submission "
+                        "file is written instead)")
+    return samples
+
+
+def has_answers(samples: list[Sample]) -> bool:
+    """True for a split that can be scored locally, False for a test split without answers."""
+    return all(s.answers for s in samples)
+
+
 def describe(obj: Any) -> str:
     """A short description of a loaded JSON value: its type and first keys."""
     if isinstance(obj, dict):

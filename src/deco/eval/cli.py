@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 _BENCHMARKS = "vqav2, textvqa, vizwiz, gqa, pope, mme, mmbench, scienceqa, seed"
+_SUBMISSION_HELP = ("Test splits without answers (vqav2, textvqa, vizwiz, mmbench): write the server's submission "
+                    "file here (default: beside the predictions, NAME.submission.json; .tsv or .xlsx for mmbench).")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,14 +27,15 @@ def register(app: typer.Typer) -> None:
         missing: Annotated[str, typer.Option(help="Questions without a prediction: wrong (count as wrong), "
                                                   "skip (leave out) or error.")] = "wrong",
         as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+        submission: Annotated[Path | None, typer.Option(help=_SUBMISSION_HELP)] = None,
     ) -> None:
         """Score predictions against local annotations by the benchmark's official rules.
 
-        Prints the headline metric, the other top-level metrics and the counts of missing, extra and empty predictions. Malformed lines, duplicate answers and annotation files of another benchmark are errors; nothing is downloaded.
+        Prints the headline metric, the other top-level metrics and the counts of missing, extra and empty predictions. Malformed lines, duplicate answers and annotation files of another benchmark are errors; nothing is downloaded. A test split without answers (VQAv2 test-dev, TextVQA/VizWiz/MMBench test) is not scored: its submission file for the evaluation server is written instead.
         """
         from deco.eval.score import score, summarize
 
-        result = score(benchmark, preds, data, out_path=out, missing=missing)
+        result = score(benchmark, preds, data, out_path=out, missing=missing, submission=submission)
         typer.echo(json.dumps(result, indent=2) if as_json else summarize(result))
 
     @app.command("eval")
@@ -52,10 +55,13 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(help="YAML config whose eval section gives the defaults "
                                                          "(default: RUN/config.yaml when --model is a run).")] = None,
         device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
+        ocr: Annotated[bool, typer.Option(help="TextVQA: add the 'Reference OCR token:' line from the annotations' "
+                                               "OCR tokens, as LLaVA-1.5 reports its numbers.")] = True,
+        submission: Annotated[Path | None, typer.Option(help=_SUBMISSION_HELP)] = None,
     ) -> None:
         """Answer a benchmark's questions with greedy decoding, write one JSON line each, then score.
 
-        Prompts are LLaVA-1.5's for each benchmark. Lines are flushed per batch; rerunning with the same --out resumes without redoing answered questions (a line cut off by a crash is dropped). A prediction file of another benchmark, model, template or --max-new-tokens is an error, as are missing annotation or image files.
+        Prompts are LLaVA-1.5's for each benchmark. Lines are flushed per batch; rerunning with the same --out resumes without redoing answered questions (a line cut off by a crash is dropped). A prediction file of another benchmark, model, template or --max-new-tokens is an error, as are missing annotation or image files. A test split without answers (VQAv2 test-dev, TextVQA/VizWiz/MMBench test) is answered the same way, then written as the evaluation server's submission file instead of scored; a file mixing questions with and without answers is an error.
         """
         from deco.config import EvalSection, load_config
         from deco.errors import ConfigError
@@ -71,7 +77,7 @@ def register(app: typer.Typer) -> None:
         settings = EvalSettings(
             benchmark=bench, data=annotations, out=out, images=image_dir,
             batch_size=batch_size or defaults.batch_size, max_new_tokens=max_new_tokens or defaults.max_new_tokens,
-            template=template or defaults.template, limit=limit,
+            template=template or defaults.template, limit=limit, ocr=ocr, submission=submission,
         )
         summary = run_eval(resolve_model_dir(model), settings, device=device, log=typer.echo)
         rate = summary["questions_per_second"]

@@ -10,6 +10,11 @@ Circular accuracy: a question counts only if every one of its rotations is answe
 empty or unparsed reply is wrong). Vanilla accuracy: the first copy alone (index < 1e6, round 0).
 Letters are read with `deco.eval.choices.extract_choice`, option texts included (rule 5 there); MMBench's
 own evaluation adds a GPT judge for replies no rule can read, which we do not (they count as wrong).
+
+The test split (mmbench_test_20230712.tsv, no `answer` column or empty answer cells) is read with empty
+`answers`; `score` then writes the OpenCompass submission table (`deco.eval.submission`), for which each
+Sample keeps its TSV row (without the image) in `meta["row"]`. A file mixing rows with and without answers
+is an error.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deco.errors import DataError
-from deco.eval.annotations import Sample, read_jsonl, require_keys, resolve_file, unique_qids
+from deco.eval.annotations import Sample, check_answers, read_jsonl, require_keys, resolve_file, unique_qids
 from deco.eval.choices import extract_choice
 from deco.eval.metrics import by_group, mean_percent
 from deco.eval.predictions import Prediction
@@ -29,38 +34,38 @@ from deco.eval.predictions import Prediction
 MMBENCH_FILE = "mmbench_dev_20230712.tsv"
 MMBENCH_SOURCE = ("https://github.com/open-compass/MMBench (mmbench_dev_20230712.tsv, the dev split "
                   "with answers; LLaVA's eval.zip has the same file)")
+MMBENCH_TEST_FILE = "mmbench_test_20230712.tsv"
 CIRCULAR_STRIDE = 1_000_000
-_REQUIRED = ("index", "question", "A", "B", "answer")
+_REQUIRED = ("index", "question", "A", "B")  # `answer` too, except in the test split
 
 
 def load_mmbench(path: str | Path) -> list[Sample]:
     """Read the MMBench TSV (or the simplified JSONL form) into one Sample per row."""
-    p = resolve_file(path, [MMBENCH_FILE], "mmbench", MMBENCH_SOURCE)
+    p = resolve_file(path, [MMBENCH_FILE, MMBENCH_TEST_FILE], "mmbench", MMBENCH_SOURCE)
     rows = read_jsonl(p, "mmbench") if p.suffix == ".jsonl" else _read_tsv(p)
     samples = []
     for i, r in enumerate(rows):
         where = f"line {i + 1}" if p.suffix == ".jsonl" else f"row {i + 2}"
         if "index" not in r and "question_id" in r:
             r = {**r, "index": r["question_id"]}
-        require_keys(r, ("index", "question", "answer"), "mmbench", p, where)
+        require_keys(r, ("index", "question"), "mmbench", p, where)
         options = _options(r)
         letters = string.ascii_uppercase[: len(options)]
-        answer = str(r["answer"]).strip()
-        if _is_none(r["answer"]):
-            raise DataError(f"mmbench: {p} {where} has no answer (test splits have none; score the dev split)")
-        if len(options) < 2 or answer not in letters:
-            raise DataError(f"mmbench: {p} {where} has answer {answer!r} but options {list(letters)}")
+        answers = () if _is_none(r.get("answer")) else (str(r["answer"]).strip(),)
+        if len(options) < 2 or (answers and answers[0] not in letters):
+            raise DataError(f"mmbench: {p} {where} has answer {r.get('answer')!r} but options {list(letters)}")
         index = str(r["index"]).strip()
         group, first = _circular_group(index, r.get("circular_id"))
         samples.append(Sample(
             qid=index, question=str(r["question"]), image=None if p.suffix != ".jsonl" else r.get("image"),
-            answers=(answer,), choices=tuple(options), hint=None if _is_none(r.get("hint")) else str(r["hint"]),
+            answers=answers, choices=tuple(options), hint=None if _is_none(r.get("hint")) else str(r["hint"]),
             meta={"group": group, "first": first, "category": r.get("category"),
                   "l2_category": r.get("l2-category", r.get("l2_category")),
                   # The TSV embeds each image as base64; a runner decodes it from here.
-                  "image_base64": r.get("image") if p.suffix != ".jsonl" else None},
+                  "image_base64": r.get("image") if p.suffix != ".jsonl" else None,
+                  "row": {k: v for k, v in r.items() if k not in (None, "image")} if p.suffix != ".jsonl" else None},
         ))
-    return unique_qids(samples, "mmbench", p)
+    return check_answers(unique_qids(samples, "mmbench", p), "mmbench", p)
 
 
 @contextmanager
@@ -79,7 +84,7 @@ def _read_tsv(p: Path) -> list[dict]:
         header = reader.fieldnames or []
         missing = [c for c in _REQUIRED if c not in header]
         if missing:
-            raise DataError(f"mmbench: {p} is not an MMBench TSV: expected columns {list(_REQUIRED)} (+ C, D, hint, "
+            raise DataError(f"mmbench: {p} is not an MMBench TSV: expected columns {list(_REQUIRED)} (+ answer, C, D, hint, "
                             f"category, l2-category, image), found {header[:12]}; missing {missing}")
         return list(reader)
 

@@ -1,9 +1,10 @@
 """The prediction file `deco eval` writes: one JSON line per question, appended and flushed as it goes.
 
-Every line carries the run it belongs to (benchmark, model fingerprint, template, max_new_tokens), so a
-file can be resumed safely: lines of another run, ids the annotations do not hold, duplicates and
-malformed lines are errors naming the line. A last line cut short by a crash (no newline at the end, not
-valid JSON) is reported and dropped, and the file is truncated back to its last complete line.
+Every line carries the run it belongs to (benchmark, model fingerprint, template, max_new_tokens; TextVQA
+adds its `ocr` setting), so a file can be resumed safely: lines of another run, ids the annotations do not
+hold, duplicates and malformed lines are errors naming the line. A last line cut short by a crash (no
+newline at the end, not valid JSON) is reported and dropped, and the file is truncated back to its last
+complete line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from deco.errors import DataError
 
-RUN_KEYS = ("benchmark", "model_id", "template", "max_new_tokens")
+RUN_KEYS = ("benchmark", "model_id", "template", "max_new_tokens")  # every line has these; a run may add more
 
 
 def model_fingerprint(projector: torch.nn.Module, config: Mapping[str, Any]) -> str:
@@ -91,9 +92,9 @@ def _check_run(obj: Mapping[str, Any], run: Mapping[str, Any], path: Path, n: in
     if missing:
         raise DataError(f"{path} line {n} has no {', '.join(missing)}: it was not written by `deco eval`, so it "
                         "cannot be resumed; pass another --out")
-    differ = [k for k in RUN_KEYS if obj[k] != run[k]]
+    differ = [k for k in run if obj.get(k) != run[k]]  # extra keys (TextVQA's `ocr`) are compared too
     if differ:
-        was = ", ".join(f"{k}={obj[k]!r}" for k in differ)
+        was = ", ".join(f"{k}={obj.get(k)!r}" for k in differ)
         now = ", ".join(f"{k}={run[k]!r}" for k in differ)
         model = f" (model {obj.get('model')})" if "model_id" in differ else ""
         raise DataError(f"{path} line {n} belongs to another run: {was}{model}; this run has {now}. "

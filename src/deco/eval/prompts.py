@@ -2,7 +2,8 @@
 
 What each benchmark's user turn holds (LLaVA's eval question files and `model_vqa_*` scripts):
 
-    vqav2, gqa, textvqa, pope   QUESTION\\nAnswer the question using a single word or phrase.
+    vqav2, gqa, pope            QUESTION\\nAnswer the question using a single word or phrase.
+    textvqa                     Question\\nReference OCR token: T1, T2, ...\\nAnswer the question using ...
     vizwiz                      QUESTION\\nWhen the provided information is insufficient, respond with
                                 'Unanswerable'.\\nAnswer the question using a single word or phrase.
     mme                         QUESTION (its "Please answer yes or no." dropped) + the short-answer line
@@ -11,9 +12,11 @@ What each benchmark's user turn holds (LLaVA's eval question files and `model_vq
     seed                        QUESTION\\nA. ...\\nB. ...\\nC. ...\\nD. ...\\nAnswer with the option's letter ...
 
 The `<image>` marker is not part of this text: `deco.data.templates.render_prompt` puts `<image>\\n`
-first, as LLaVA does. TextVQA: LLaVA's `llava_textvqa_val_v051_ocr.jsonl` adds a "Reference OCR token:"
-line from Rosetta OCR, which TextVQA_0.5.1_val.json does not carry; it is added only when a
-sample's meta holds `ocr_tokens` (simplified JSONL may give them).
+first, as LLaVA does. TextVQA follows LLaVA-1.5's `llava_textvqa_val_v051_ocr.jsonl`, the file its
+reported 58.2 comes from: the question with its first letter capitalised, then a "Reference OCR token:"
+line with the image's Rosetta OCR tokens joined by ", " (as published, case kept), then the short-answer
+line. The OCR line needs `meta["ocr_tokens"]` (see `deco.eval.vqa`); an image without tokens gets no OCR
+line (LLaVA's TextVQA scorer reads such two-line prompts too), and `ocr=False` leaves it out everywhere.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ UNANSWERABLE = "When the provided information is insufficient, respond with 'Una
 _MME_SUFFIX = "Please answer yes or no."
 
 
-def question_text(benchmark: str, sample: Sample) -> str:
-    """The user-turn text for one question of `benchmark`, LLaVA-1.5's wording, without `<image>`."""
+def question_text(benchmark: str, sample: Sample, ocr: bool = True) -> str:
+    """The user-turn text for one question of `benchmark`, LLaVA-1.5's wording, without `<image>`.
+
+    `ocr` (TextVQA only): add the "Reference OCR token:" line when the sample has OCR tokens.
+    """
     question = sample.question.strip()
     if not question:
         hint = " (VQAv2: put v2_OpenEnded_mscoco_val2014_questions.json beside the annotations)" \
@@ -39,9 +45,10 @@ def question_text(benchmark: str, sample: Sample) -> str:
     if benchmark in ("vqav2", "gqa", "pope"):
         return f"{question}\n{SHORT_ANSWER}"
     if benchmark == "textvqa":
-        ocr = sample.meta.get("ocr_tokens")
-        ocr_line = f"\nReference OCR token: {', '.join(str(t) for t in ocr)}" if ocr else ""
-        return f"{question}{ocr_line}\n{SHORT_ANSWER}"
+        tokens = sample.meta.get("ocr_tokens") if ocr else None
+        ocr_line = f"\nReference OCR token: {', '.join(str(t) for t in tokens)}" if tokens else ""
+        # TextVQA's questions are lower case; LLaVA's question file starts them with a capital.
+        return f"{question[:1].upper()}{question[1:]}{ocr_line}\n{SHORT_ANSWER}"
     if benchmark == "vizwiz":
         return f"{question}\n{UNANSWERABLE}\n{SHORT_ANSWER}"
     if benchmark == "mme":

@@ -3,6 +3,9 @@
 Flow: annotations (`load_benchmark`) -> LLaVA's question text (`prompts.question_text`) -> images checked
 before the model loads -> resume from the existing prediction file (`predfile`) -> batched greedy
 generation (`generation.Generator`) -> one line per question, flushed per batch -> `score()`.
+
+A test split without answers (VQAv2 test-dev, TextVQA test, VizWiz test, MMBench test) runs the same way;
+`score()` then writes the server's submission file instead of a score (`deco.eval.submission`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from PIL import Image, ImageOps
 from deco.config import EvalSection, load_config
 from deco.data.images import load_image, to_rgb
 from deco.errors import ConfigError, DataError, DecoError
-from deco.eval.annotations import Sample
+from deco.eval.annotations import Sample, has_answers
 from deco.eval.generation import Generator
 from deco.eval.predfile import PredictionWriter, model_fingerprint, read_answered
 from deco.eval.prompts import question_text
@@ -44,6 +47,8 @@ class EvalSettings:
     max_new_tokens: int = 128
     template: str = "vicuna_v1"
     limit: int | None = None
+    ocr: bool = True  # TextVQA: the "Reference OCR token:" line, as LLaVA-1.5 reports its numbers
+    submission: Path | None = None  # test splits: where the submission file goes (default beside `out`)
 
     def __post_init__(self) -> None:
         get_benchmark(self.benchmark)  # an unknown name fails here, with a suggestion
@@ -87,15 +92,17 @@ def run_eval(
     """Answer the benchmark's questions not yet in `settings.out`, append them, and score the file.
 
     `model` is a loaded DecoModel, a saved model folder, or a run directory with `final/`. Returns a
-    summary: counts, timing, and the `score()` result (or `score_error` when the file cannot be scored,
-    e.g. annotations without answers).
+    summary: counts, timing, and the `score()` result (`scored: false` with the submission file for a test
+    split without answers; `score_error` when the file cannot be scored).
     """
     s = settings
-    all_samples = get_benchmark(s.benchmark).load(s.data)
+    all_samples = get_benchmark(s.benchmark).load(s.data)  # a file mixing answered and unanswered questions fails
     samples, notes = askable(s.benchmark, all_samples)
     if s.limit is not None:
         samples = samples[: s.limit]
-    texts = {q.qid: question_text(s.benchmark, q) for q in samples}  # bad questions fail before the model loads
+    notes += prompt_notes(s.benchmark, samples, s.ocr)
+    # bad questions fail before the model loads
+    texts = {q.qid: question_text(s.benchmark, q, ocr=s.ocr) for q in samples}
     check_images(s.benchmark, samples, s.images)
     model_path = "<in-memory model>"
     if not isinstance(model, DecoModel):
@@ -103,6 +110,8 @@ def run_eval(
         model = load_model(model_path)
     run = {"benchmark": s.benchmark, "model_id": model_fingerprint(model.projector, model.config),
            "template": s.template, "max_new_tokens": s.max_new_tokens}
+    if s.benchmark == "textvqa":
+        run["ocr"] = s.ocr  # other prompts: a file of the other setting must not be resumed
     answered = read_answered(s.out, run, {q.qid for q in all_samples}, log)
     pending = [q for q in samples if q.qid not in answered]
     log(f"{s.benchmark}: {len(samples)} questions, {len(samples) - len(pending)} already in {s.out}, "
@@ -114,11 +123,27 @@ def run_eval(
         "predictions": str(s.out), "questions": len(samples), "answered_before": len(samples) - len(pending),
         "answered_now": len(pending), "notes": notes, "device": str(gen.device), **timing,
     }
+    summary["has_answers"] = has_answers(all_samples)
     try:
-        summary["score"] = score(s.benchmark, s.out, s.data, missing="skip" if s.limit else "wrong")
-    except DecoError as exc:  # e.g. a test split without answers: the predictions are still written
+        summary["score"] = score(s.benchmark, s.out, s.data, missing="skip" if s.limit else "wrong",
+                                 submission=s.submission)
+    except DecoError as exc:  # the predictions are still written
         summary["score"], summary["score_error"] = None, str(exc)
+    if summary["score"] is not None and not summary["score"]["scored"]:
+        summary["submission"] = summary["score"]["submission"]["path"]
     return summary
+
+
+def prompt_notes(benchmark: str, samples: Sequence[Sample], ocr: bool) -> list[str]:
+    """Say when TextVQA prompts differ from the ones LLaVA-1.5 reports (no OCR line)."""
+    if benchmark != "textvqa":
+        return []
+    if not ocr:
+        return ["TextVQA prompts without the 'Reference OCR token:' line (ocr off); LLaVA-1.5's 58.2 used it"]
+    if samples and not any("ocr_tokens" in q.meta for q in samples):
+        return ["TextVQA prompts without OCR tokens: the annotations carry none; put TextVQA_Rosetta_OCR_v0.2_val.json "
+                "beside them for LLaVA-1.5's prompts"]
+    return []
 
 
 def _answer(gen: Generator, pending: Sequence[Sample], texts: dict[str, str], s: EvalSettings,

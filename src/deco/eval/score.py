@@ -4,6 +4,10 @@ Benchmarks are looked up by exact name (no substring matching). Each entry names
 scorer, the headline metric, and optional hooks: alternative keys for other id schemes (LLaVA's
 files), a `prepare` step that may reshape the questions after seeing the predictions (MMBench rounds),
 and a `scope` step that drops question subsets nobody asked (ScienceQA text-only, SEED video).
+
+A test split without answers (VQAv2 test-dev, TextVQA test, VizWiz test, MMBench test) is not scored: the
+predictions are paired with its questions as usual and written as the server's submission file
+(`deco.eval.submission`); the result says `scored: false` and where the file is.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any
 
 from deco.errors import ConfigError
 from deco.eval import gqa, mmbench, mme, pope, scienceqa, seed, vqa
-from deco.eval.annotations import Sample
+from deco.eval.annotations import Sample, has_answers
 from deco.eval.match import Matching, answers_of, apply_missing_policy, match_predictions
 from deco.eval.predictions import Prediction, read_predictions
+from deco.eval.submission import default_submission_path, submission_pairs, write_submission
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def score(
     data_path: str | Path,
     out_path: str | Path | None = None,
     missing: str = "wrong",
+    submission: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score a prediction file against a benchmark's local annotations by the official rules.
 
@@ -89,12 +95,22 @@ def score(
     (missing="wrong", the default), are left out (missing="skip"), or stop the run (missing="error");
     their number is always reported under `counts`. Empty answers are scored as wrong.
 
-    Returns (and, with OUT, writes as JSON) {benchmark, main: {metric, value}, metrics, counts, notes,
+    Returns (and, with OUT, writes as JSON) {benchmark, scored, main: {metric, value}, metrics, counts, notes,
     warnings, ...}; percentages are x100, MME totals are in points.
+
+    A test split without answers (vqav2, textvqa, vizwiz, mmbench) is not scored: the submission file for its
+    evaluation server is written to SUBMISSION (default: beside PREDS, `<stem>.submission.json`, `.tsv` for
+    MMBench) and the result has `scored: false`, `main: null` and `submission: {path, format, server, rows}`.
+    A question without a prediction is then written with an empty answer (missing="wrong"), left out ("skip")
+    or an error ("error").
     """
     bm = get_benchmark(benchmark)
     samples = bm.load(data_path)
     preds = read_predictions(preds_path)
+    if not has_answers(samples):
+        result = _submit(benchmark, samples, preds, preds_path, data_path, missing, submission)
+        _write_json(result, out_path)
+        return result
     if bm.prepare is not None:
         samples = bm.prepare(samples, preds)
     matching = match_predictions(samples, preds, preds_path, bm.alt_keys)
@@ -107,8 +123,11 @@ def score(
     pairs, warnings = apply_missing_policy(matching, missing, preds_path)
     metrics = bm.score(answers_of(pairs))
     warnings += metrics.pop("warnings", [])
+    if submission is not None:
+        notes.append(f"the split has answers, so it is scored here; no submission file written to {submission}")
     result = _rounded({
         "benchmark": benchmark,
+        "scored": True,
         "main": {"metric": bm.main, "value": metrics[bm.main]},
         "metrics": metrics,
         "counts": {
@@ -121,17 +140,59 @@ def score(
         "notes": notes,
         "warnings": warnings,
     })
+    _write_json(result, out_path)
+    return result
+
+
+def _submit(benchmark: str, samples: list[Sample], preds: list[Prediction], preds_path: str | Path,
+            data_path: str | Path, missing: str, submission: str | Path | None) -> dict[str, Any]:
+    """A split without answers: pair predictions with its questions and write the server's submission file."""
+    bm = get_benchmark(benchmark)
+    notes = [f"not scored: the {benchmark} questions in {data_path} have no answers (a test split); "
+             "the server scores the submission file"]
+    first_round = [p for p in preds if not p.record.get("round_id")]
+    if len(first_round) < len(preds):  # LLaVA's MMBench --all-rounds: later rounds' letters refer to rotated options
+        notes.append(f"{len(preds) - len(first_round)} predictions of rotated rounds (round_id > 0) left out; "
+                     "the table takes round 0")
+        preds = first_round
+    matching = match_predictions(samples, preds, preds_path, bm.alt_keys)
+    pairs, warnings = submission_pairs(matching, missing, preds_path)
+    path = submission if submission is not None else default_submission_path(benchmark, preds_path)
+    written = write_submission(benchmark, pairs, path)
+    return {
+        "benchmark": benchmark, "scored": False, "main": None, "metrics": {},
+        "counts": {
+            "questions": len(matching.pairs), "scored": 0, "predictions": len(preds),
+            "matched": len(matching.pairs) - len(matching.missing), "missing": len(matching.missing),
+            "extra": len(matching.extra), "empty": len(matching.empty),
+        },
+        "missing_policy": missing,
+        "files": {"predictions": str(preds_path), "annotations": str(data_path), "submission": written["path"]},
+        "submission": written,
+        "notes": notes,
+        "warnings": warnings,
+    }
+
+
+def _write_json(result: dict[str, Any], out_path: str | Path | None) -> None:
     if out_path is not None:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
 
 
 def summarize(result: dict[str, Any]) -> str:
     """A few human-readable lines for a `score` result: the headline, top-level metrics, counts, warnings."""
     main = result["main"]
     c = result["counts"]
+    if main is None:  # a test split: the submission file instead of a score
+        sub = result["submission"]
+        lines = [f"{result['benchmark']}: not scored (the split has no answers)",
+                 f"  submission for {sub['server']}: {sub['path']} ({sub['rows']} rows, {sub['format']})",
+                 f"  {c['matched']} of {c['questions']} questions answered; {c['extra']} extra, "
+                 f"{c['empty']} empty predictions"]
+        lines += [f"  note: {n}" for n in result["notes"][1:]] + [f"  warning: {w}" for w in result["warnings"]]
+        return "\n".join(lines)
     lines = [f"{result['benchmark']}: {main['metric']} = {main['value']:.2f}"]
     flat = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float)) and k != main["metric"]}
     if flat:
