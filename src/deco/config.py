@@ -53,6 +53,10 @@ class VisionSection:
     hf_config: dict[str, Any] = field(default_factory=dict)
     # LLaVA takes the penultimate layer's hidden states.
     feature_layer: int = -2
+    # Hidden states concatenated (in this order, prefix tokens dropped like the main layer's) for
+    # projectors that read several layers (TokenPacker); taken in the same encoder pass. None = the
+    # projector's reference choice (TokenPacker: [12, 16, 22, 23] of CLIP-L). Must be unset otherwise.
+    multi_level_layers: list[int] | None = None
     # LLaVA-1.5 pads images to a square with the mean colour before resizing ("pad" aspect mode).
     pad_to_square: bool = True
     freeze: bool = True
@@ -179,6 +183,64 @@ class Config:
                 f"'{self.projector.name}' takes videos; turn AnyRes off or pick an image projector"
             )
         anyres.layouts = check_anyres_section(anyres)
+        layers = resolve_multi_level_layers(self)
+        if layers is not None and self.vision.pretrained is None:
+            # A randomly initialised HF tower: its depth is known now, so a bad index names the file.
+            from deco.model.vision import hf_encoder_depth
+
+            where = f"the {self.vision.arch} encoder of 'vision.hf_config'"
+            check_layer_indices(layers, hf_encoder_depth(self.vision.arch, self.vision.hf_config), where,
+                                defaulted=self.vision.multi_level_layers is None)
+
+
+def resolve_multi_level_layers(config: Config) -> list[int] | None:
+    """The hidden states the projector reads besides the main layer, or None for single-level projectors.
+
+    `vision.multi_level_layers`, else the projector's `reference_layers`; their count must equal the
+    projector's `levels`. ConfigErrors name the key.
+    """
+    from deco.projectors import get_projector_class, make_projector_config
+
+    key = "'vision.multi_level_layers'"
+    cls = get_projector_class(config.projector.name)
+    layers = config.vision.multi_level_layers
+    if not cls.wants_multi_level:
+        if layers is not None:
+            raise ConfigError(
+                f"{key} = {layers} is set but projector '{config.projector.name}' reads one feature layer "
+                f"('vision.feature_layer'); remove it, or pick a multi-level projector such as tokenpacker"
+            )
+        return None
+    levels = getattr(make_projector_config(config.projector.name, config.projector.options), "levels", 1)
+    if layers is None:
+        if cls.reference_layers is None or len(cls.reference_layers) != levels:
+            raise ConfigError(
+                f"{key} is unset and projector '{config.projector.name}' takes levels={levels} layers "
+                f"(its reference layers are {list(cls.reference_layers or [])}); list {levels} hidden-state "
+                f"indices, e.g. {[config.vision.feature_layer] * levels} to repeat the main layer"
+            )
+        return list(cls.reference_layers)
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in layers):
+        raise ConfigError(f"{key} must be a list of hidden-state indices (ints), got {layers!r}")
+    if len(layers) != levels:
+        raise ConfigError(
+            f"{key} lists {len(layers)} layer(s) {layers} but projector '{config.projector.name}' takes "
+            f"'projector.options.levels' = {levels}; make the two agree"
+        )
+    return list(layers)
+
+
+def check_layer_indices(layers: list[int], num_layers: int, where: str = "", defaulted: bool = False) -> None:
+    """ConfigError naming 'vision.multi_level_layers' when an index is not a hidden state of the encoder."""
+    n_states = num_layers + 1
+    bad = [x for x in layers if not -n_states <= x < n_states]
+    if bad:
+        value = f"unset, so the projector's reference layers {layers}" if defaulted else f"{layers}"
+        raise ConfigError(
+            f"'vision.multi_level_layers' ({value}): {bad} out of range for {where or 'a vision encoder'} "
+            f"with {num_layers} layers (hidden states: valid indices {-n_states}..{n_states - 1}, "
+            f"0 = the embeddings); list {len(layers)} layers this encoder has"
+        )
 
 
 def check_anyres_section(section: AnyResSection) -> list[str]:

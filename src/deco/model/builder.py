@@ -20,13 +20,15 @@ from deco.config import (
     VisionSection,
     _from_dict,
     check_anyres_section,
+    check_layer_indices,
+    resolve_multi_level_layers,
 )
 from deco.errors import ConfigError
 from deco.model.llm import DTYPES, fit_embeddings, load_llm, resolve_tokenizer
 from deco.model.multimodal import DecoModel
 from deco.model.tokenizer import ensure_image_token
 from deco.model.vision import VisionTower, load_vision_tower
-from deco.projectors import build_projector
+from deco.projectors import build_projector, get_projector_class, make_projector_config
 
 MODEL_FORMAT = "deco-model"
 FORMAT_VERSION = 1
@@ -71,9 +73,15 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     projector.to(torch.float32 if projector.keeps_fp32 else dtype)
     if config.vision.freeze:
         vision_tower.requires_grad_(False)
+    multi_level_layers = resolve_multi_level_layers(config)
+    if multi_level_layers is not None:  # checked here too for towers loaded by path or passed in
+        check_layer_indices(multi_level_layers, vision_tower.num_layers, f"vision tower {type(vision_tower).__name__}",
+                            defaulted=config.vision.multi_level_layers is None)
+    sections = _model_sections(config)
+    sections["vision"]["multi_level_layers"] = multi_level_layers  # saved resolved, so a reload reads the same
     model = DecoModel(
         vision_tower, projector, llm, tokenizer, image_token_id, config.vision.pad_to_square,
-        config=_model_sections(config),
+        config=sections, multi_level_layers=multi_level_layers,
     )
     if config.vision.anyres.enabled:
         enable_anyres_from(model, config.vision.anyres)
@@ -144,6 +152,12 @@ def load_model(directory: str | Path, vision_tower: VisionTower | None = None) -
         llm=_from_dict(LLMSection, sections["llm"], source, "llm."),
     )
     config.model.load_from = None
+    if "multi_level_layers" not in sections["vision"] and getattr(
+        get_projector_class(config.projector.name), "wants_multi_level", False
+    ):
+        # Saved before multi-level features existed: such a projector saw the main layer `levels` times.
+        levels = getattr(make_projector_config(config.projector.name, config.projector.options), "levels", 1)
+        config.vision.multi_level_layers = [config.vision.feature_layer] * levels
     if vision_tower is None:
         # HF towers and registered in-process towers (vision.CUSTOM_TOWERS) both load from vision/.
         config.vision.pretrained = str(directory / "vision")

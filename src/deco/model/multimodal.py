@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from deco.config import check_layer_indices
 from deco.errors import ConfigError, ShapeError
 from deco.model.anyres import DEFAULT_LAYOUTS, AnyRes, check_layouts, token_grid_of
 from deco.model.processor import Processor
@@ -30,6 +31,10 @@ class DecoModel(nn.Module):
     (global first, then tiles) [sum of views, 3, S, S] and `image_layouts` gives each image's
     (rows, cols); an image's block is its views' tokens in AnyRes order, with newline/separator
     text tokens between them (placed by the processor).
+
+    Multi-level projectors (`wants_multi_level`, e.g. TokenPacker): with `multi_level_layers` the
+    tower returns those hidden states in the same pass as the main layer and the projector gets them
+    concatenated as `multi_level=[I, N, levels*Dv]`; without, it falls back on the main layer alone.
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class DecoModel(nn.Module):
         image_token_id: int,
         pad_to_square: bool = True,
         config: dict[str, Any] | None = None,
+        multi_level_layers: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if projector.vision_width != vision_tower.hidden_size:
@@ -67,6 +73,25 @@ class DecoModel(nn.Module):
         # M for the tower's grid, known before anything runs (the data pipeline needs it).
         self.num_image_tokens = projector.num_tokens(grid)
         self.anyres: AnyRes | None = None
+        self.multi_level_layers = self._check_multi_level(multi_level_layers)
+
+    def _check_multi_level(self, layers: Sequence[int] | None) -> list[int] | None:
+        """The layers as a list, or a ConfigError naming 'vision.multi_level_layers' when they cannot be used."""
+        if layers is None:
+            return None
+        key, name = "'vision.multi_level_layers'", self.projector.name
+        if not self.projector.wants_multi_level:
+            raise ConfigError(f"{key} = {list(layers)} is set but projector '{name}' reads one feature layer")
+        if self.supports_time:
+            raise ConfigError(f"{key}: multi-level features are for images; projector '{name}' takes videos")
+        layers = list(layers)
+        if len(layers) != self.projector.levels:
+            raise ConfigError(
+                f"{key} lists {len(layers)} layer(s) {layers} but projector '{name}' takes "
+                f"levels={self.projector.levels}"
+            )
+        check_layer_indices(layers, self.vision_tower.num_layers, f"vision tower {type(self.vision_tower).__name__}")
+        return layers
 
     @property
     def supports_time(self) -> bool:
@@ -116,12 +141,29 @@ class DecoModel(nn.Module):
             grid = (n_frames, *grid)
         grad = any(p.requires_grad for p in self.vision_tower.parameters())
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            features = self.vision_tower(pixel_values)  # [I, N, Dv]
+            features, multi_level = self.vision_features(pixel_values)  # [I, N, Dv], [I, N, L*Dv] or None
         if videos:
             features = features.reshape(n_videos, -1, features.shape[-1])  # [V, F*N, Dv], frame-major
-        proj_dtype = next(self.projector.parameters(), features).dtype
-        tokens = self.projector(features.to(proj_dtype), grid)  # [I, M, Dl]
+        tokens = self.project(features, grid, multi_level)  # [I, M, Dl]
         return tokens.to(self.llm.get_input_embeddings().weight.dtype)
+
+    def vision_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[I, 3, S, S] -> main-layer features [I, N, Dv] and, for a multi-level model, the
+        `multi_level_layers` concatenated [I, N, levels*Dv] (else None); one encoder pass."""
+        if self.multi_level_layers is None:
+            return self.vision_tower(pixel_values), None
+        layers = [self.vision_tower.feature_layer, *self.multi_level_layers]
+        main, *levels = self.vision_tower.forward_layers(pixel_values, layers)
+        return main, torch.cat(levels, dim=-1)
+
+    def project(
+        self, features: torch.Tensor, grid: tuple[int, ...], multi_level: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The projector on features from `vision_features`, in the projector's dtype: [I, M, Dl]."""
+        proj_dtype = next(self.projector.parameters(), features).dtype
+        if multi_level is None:
+            return self.projector(features.to(proj_dtype), grid)
+        return self.projector(features.to(proj_dtype), grid, multi_level=multi_level.to(proj_dtype))
 
     def _anyres_tokens(self, pixel_values: torch.Tensor, image_layouts: Sequence[Sequence[int]]) -> torch.Tensor:
         """Every view through tower and projector, each image's views arranged: [sum of placeholders, Dl]."""

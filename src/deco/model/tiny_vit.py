@@ -13,6 +13,7 @@ loads with the generic `deco.model.load_model`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -113,13 +114,8 @@ class TinyViTTower(VisionTower):
         self.hidden_size = config.hidden_size
         self.image_size = config.image_size
         self.patch_size = config.patch_size
-        n_states = config.num_layers + 1
-        if isinstance(feature_layer, bool) or not -n_states <= feature_layer < n_states:
-            raise ConfigError(
-                f"vision.feature_layer={feature_layer} is out of range for a tiny-vit with "
-                f"{config.num_layers} layers (valid: {-n_states}..{n_states - 1})"
-            )
-        self.feature_layer = feature_layer
+        self.num_layers = config.num_layers
+        self.feature_layer = self.check_layer(feature_layer)
 
     def transform(self, pad_to_square: bool = True) -> ImageTransform:
         """Resize straight to image_size (no crop), then normalise with the saved mean/std."""
@@ -128,10 +124,9 @@ class TinyViTTower(VisionTower):
             pad_to_square=pad_to_square,
         )
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[B, 3, S, S] -> [B, N, Dv] from the configured layer."""
-        dtype = self.model.pos_embed.dtype
-        return self.model(pixel_values.to(dtype))[self.feature_layer]
+    def hidden_states(self, pixel_values: torch.Tensor) -> Sequence[torch.Tensor]:
+        """Every hidden state [B, N, Dv] (no prefix tokens): the patch embeddings, then each block's output."""
+        return self.model(pixel_values.to(self.model.pos_embed.dtype))
 
     def save(self, directory: str | Path) -> None:
         """Write model.safetensors and deco_vision.json (arch, hyperparameters, mean, std)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ class VisionTower(nn.Module):
 
     Geometry is declared, never guessed downstream: `hidden_size` (Dv), `image_size`,
     `patch_size`, `grid` (h, w), `num_prefix_tokens` (CLS/register tokens that are dropped),
-    `feature_layer` (which hidden state is taken), and the image `transform`.
+    `feature_layer` (which hidden state is taken), `num_layers` (encoder depth, so hidden state
+    indices run -(num_layers+1)..num_layers with entry 0 the embeddings), and the image `transform`.
+    A tower implements `hidden_states` (every state, prefix tokens included); `forward` and
+    `forward_layers` select from one encoder pass.
     """
 
     hidden_size: int
@@ -48,6 +52,7 @@ class VisionTower(nn.Module):
     patch_size: int
     num_prefix_tokens: int
     feature_layer: int
+    num_layers: int
 
     @property
     def grid(self) -> Grid:
@@ -64,6 +69,29 @@ class VisionTower(nn.Module):
         """The preprocessing that matches this encoder."""
         raise NotImplementedError
 
+    def hidden_states(self, pixel_values: torch.Tensor) -> Sequence[torch.Tensor]:
+        """[B, 3, S, S] -> num_layers + 1 tensors [B, prefix + N, Dv]: embeddings, then each layer's output."""
+        raise NotImplementedError
+
+    def check_layer(self, layer: object, key: str = "vision.feature_layer") -> int:
+        """Return `layer` if it indexes a hidden state of this encoder, else a ConfigError naming `key`."""
+        n_states = self.num_layers + 1
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n_states <= layer < n_states:
+            raise ConfigError(
+                f"{key}={layer!r} is out of range for a {type(self).__name__} with {self.num_layers} "
+                f"layers (hidden states: valid indices {-n_states}..{n_states - 1}, 0 = the embeddings)"
+            )
+        return layer
+
+    def forward_layers(self, pixel_values: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """One encoder pass -> [B, N, Dv] patch features of each hidden state in `layers`, prefix tokens dropped."""
+        states = self.hidden_states(pixel_values)
+        return [states[layer][:, self.num_prefix_tokens :] for layer in layers]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] -> [B, N, Dv] from the configured layer, prefix tokens dropped."""
+        return self.forward_layers(pixel_values, [self.feature_layer])[0]
+
     def geometry(self) -> dict[str, Any]:
         """Geometry as a dict (logged and saved with models)."""
         return {
@@ -73,6 +101,7 @@ class VisionTower(nn.Module):
             "grid": list(self.grid),
             "num_prefix_tokens": self.num_prefix_tokens,
             "feature_layer": self.feature_layer,
+            "num_layers": self.num_layers,
         }
 
 
@@ -100,25 +129,18 @@ class HFVisionTower(VisionTower):
         self.mean = tuple(mean or default_mean)
         self.std = tuple(std or default_std)
         # hidden_states has num_hidden_layers + 1 entries (the embeddings first).
-        n_states = cfg.num_hidden_layers + 1
-        if not -n_states <= feature_layer < n_states:
-            raise ConfigError(
-                f"vision.feature_layer={feature_layer} is out of range for an encoder with "
-                f"{cfg.num_hidden_layers} layers (valid: {-n_states}..{n_states - 1})"
-            )
-        self.feature_layer = feature_layer
+        self.num_layers = cfg.num_hidden_layers
+        self.feature_layer = self.check_layer(feature_layer)
         if self.image_size % self.patch_size:
             raise ConfigError(f"vision image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
 
     def transform(self, pad_to_square: bool = True) -> ImageTransform:
         return ImageTransform(self.image_size, self.mean, self.std, crop=self._crop, pad_to_square=pad_to_square)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[B, 3, S, S] -> [B, N, Dv] from the configured layer, CLS dropped only where there is one."""
+    def hidden_states(self, pixel_values: torch.Tensor) -> Sequence[torch.Tensor]:
+        """HF's hidden_states [B, prefix + N, Dv] each; CLS is dropped later only where there is one."""
         dtype = next(self.model.parameters()).dtype
-        out = self.model(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
-        features = out.hidden_states[self.feature_layer]  # [B, prefix + N, Dv]
-        return features[:, self.num_prefix_tokens :]
+        return self.model(pixel_values=pixel_values.to(dtype), output_hidden_states=True).hidden_states
 
     def save(self, directory: str | Path) -> None:
         """HF save_pretrained (safetensors) plus the normalisation constants."""
@@ -158,6 +180,16 @@ def _read_preprocessor(path: Path) -> tuple[tuple | None, tuple | None]:
             if mean and std:
                 return tuple(mean), tuple(std)
     return None, None
+
+
+def hf_encoder_depth(arch: str, hf_config: dict[str, Any] | None = None) -> int:
+    """Layer count of the randomly initialised HF encoder `arch` + `hf_config` would build (no weights made)."""
+    if arch not in _ARCHS:
+        raise ConfigError(f"vision.arch '{arch}' is not supported; valid: {', '.join(_ARCHS)}")
+    try:
+        return int(_ARCHS[arch][0](**(hf_config or {})).num_hidden_layers)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"vision.hf_config is invalid for {arch}: {exc}") from None
 
 
 def load_vision_tower(

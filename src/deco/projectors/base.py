@@ -68,6 +68,15 @@ class Projector(nn.Module):
     name: ClassVar[str] = ""
     # Projectors that are numerically fragile in half precision (Honeybee's D-Abstractor) stay fp32.
     keeps_fp32: ClassVar[bool] = False
+    # Projectors that also read several encoder layers (TokenPacker's keys/values) set this; their
+    # forward then takes `multi_level=[B, N, levels*Dv]`, those layers' patch features concatenated on
+    # the channel axis in the order listed, and the instance's `levels` says how many it takes.
+    # DecoModel supplies them; called with `features` alone, such a projector falls back on its own.
+    wants_multi_level: ClassVar[bool] = False
+    # The encoder hidden-state indices the reference implementation concatenates (the default of
+    # `vision.multi_level_layers` for this projector); None when there is no reference choice.
+    reference_layers: ClassVar[tuple[int, ...] | None] = None
+    levels: int = 1
 
     def __init__(self, config: ProjectorConfig, vision_width: int, llm_width: int) -> None:
         super().__init__()

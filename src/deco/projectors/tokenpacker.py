@@ -10,10 +10,13 @@ Reference: CircleRadon/TokenPacker, llava/model/multimodal_projector/builder.py 
   LLaVA MLP Linear(E -> Dl), GELU, Linear(Dl -> Dl). No residual around the attention.
 At Dv=E=1024, Dl=4096, L=4, s=2 that is 36,722,688 parameters.
 
-Single feature map: the projector contract hands over one [B, N, Dv] map, so by default every level is
-that map (as if the tower returned the same layer `levels` times); this keeps the reference's weight
-shapes and parameter count. Real multi-level features [B, N, levels*Dv] can be passed to `forward`
-as `multi_level=`; `levels=1` is the purely single-level variant.
+Multi-level features: DecoModel asks the vision tower for the layers in `vision.multi_level_layers`
+(default: the reference's hidden states 12, 16, 22, 23 of CLIP-L's 24 layers, CLS dropped, in that
+order; CircleRadon/TokenPacker, llava/model/multimodal_encoder/clip_encoder.py `feature_select`) in the
+same encoder pass as the main layer, and passes them concatenated to `forward` as `multi_level=`
+[B, N, levels*Dv]. Called with `features` alone (the bench, the relevance analysis, the contract
+tests), every level is that one map, as if the tower returned the same layer `levels` times; the weight
+shapes and parameter count are the same either way. `levels=1` is the purely single-level variant.
 
 Attention maps: the probe (kind "cross") sees the per-region probabilities [B, heads, M, s*s]. Key k
 of query m is patch `region_index(grid)[m, k]` (row-major index into the h x w grid);
@@ -43,7 +46,7 @@ class TokenPackerConfig(ProjectorConfig):
     scale_factor: int = 2
     num_heads: int = 8
     embed_dim: int | None = None  # attention width E; None = the vision width (reference: 1024 = Dv)
-    levels: int = 4
+    levels: int = 4  # encoder layers concatenated for keys/values; `vision.multi_level_layers` names them
 
     def validate(self) -> None:
         names = ["scale_factor", "num_heads", "levels"] + ([] if self.embed_dim is None else ["embed_dim"])
@@ -59,6 +62,8 @@ class TokenPackerProjector(Projector):
 
     config_class = TokenPackerConfig
     description = "TokenPacker: coarse point queries inject their s x s region by attention, then an MLP"
+    wants_multi_level = True
+    reference_layers = (12, 16, 22, 23)  # CLIP-L/14 hidden states (entry 0 = embeddings); 23 is LLaVA's -2
 
     def __init__(self, config: TokenPackerConfig, vision_width: int, llm_width: int) -> None:
         super().__init__(config, vision_width, llm_width)
