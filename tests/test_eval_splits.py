@@ -345,3 +345,17 @@ def test_textvqa_test_split_gives_an_evalai_submission(tmp_path):
     result = score("textvqa", preds, tmp_path)
     assert json.loads(Path(result["submission"]["path"]).read_text()) == [{"question_id": 40, "answer": "5"},
                                                                          {"question_id": 41, "answer": "exit"}]
+
+
+def test_cli_takes_ocr_and_submission_from_the_config_eval_section(tmp_path, model_dir, asked):
+    from deco.cli import app
+
+    data = _textvqa(tmp_path, with_tokens=True)
+    images = _images(tmp_path / "train_images", ["img31.jpg", "img32.jpg"])
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(f"eval: {{benchmark: textvqa, data: {data}, images: {images}, ocr: false, template: vicuna_v1}}\n")
+    result = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--out", str(tmp_path / "p.jsonl"),
+                                      "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert asked and not any("Reference OCR token" in p for p in asked)
+    assert {r["ocr"] for r in _lines(tmp_path / "p.jsonl")} == {False}

@@ -240,3 +240,22 @@ def test_multi_level_is_refused_for_video_projectors() -> None:
                       multi_level_layers=[1])
     finally:
         del type(video).wants_multi_level
+
+
+# --- the analysis sees the model as it runs ----------------------------------------------------
+
+
+def test_query_to_patch_of_a_multi_level_model_reads_its_real_layers() -> None:
+    from deco.analysis.explanation import model_query_to_patch
+    from deco.analysis.query_patch import query_to_patch
+
+    model = tiny_model(LAYERS)
+    pixels = batch(model)["pixel_values"]
+    got = model_query_to_patch(model, pixels, route="gradient")
+    with torch.no_grad():
+        main, levels = model.vision_features(pixels)
+    assert levels is not None
+    want = query_to_patch(model.projector, main, model.vision_tower.grid, "gradient", multi_level=levels)
+    repeated = query_to_patch(model.projector, main, model.vision_tower.grid, "gradient")
+    assert torch.allclose(got.raw, want.raw)
+    assert not torch.allclose(got.raw, repeated.raw)  # the fallback would explain another model

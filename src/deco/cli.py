@@ -81,6 +81,9 @@ def info_command(
     console.print(table)
     console.print(f"vision geometry: {model.vision_tower.geometry()}")
     console.print(f"projector: {model.projector.name} -> {model.num_image_tokens} visual tokens per image")
+    if model.multi_level_layers is not None:
+        console.print(f"multi-level features: vision layers {list(model.multi_level_layers)} "
+                      f"(+ layer {model.vision_tower.feature_layer} for the queries)")
     if model.anyres is not None:  # per-layout counts (global view + tiles + layout tokens)
         for line in model.anyres.token_report():
             console.print(line)

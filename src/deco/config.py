@@ -153,6 +153,11 @@ class EvalSection:
     batch_size: int = 8
     max_new_tokens: int = 128
     template: str = "vicuna_v1"
+    # TextVQA: the "Reference OCR token:" line LLaVA-1.5's reported numbers were produced with.
+    ocr: bool = True
+    # Test splits without answers: where the evaluation server's submission file goes (None: beside
+    # the predictions).
+    submission: str | None = None
 
 
 @dataclass

@@ -83,8 +83,9 @@ def model_query_to_patch(
     """Query-to-Patch maps [I, M, N] for images [I, 3, S, S] through the model's vision tower."""
     device = next(model.projector.parameters(), pixels).device
     with torch.no_grad():
-        features = model.vision_tower(pixels.to(device))  # [I, N, Dv]
-    return query_to_patch(model.projector, features, model.vision_tower.grid, route, chunk_size)
+        # Main layer [I, N, Dv] and, for a multi-level projector, the extra layers it reads.
+        features, multi_level = model.vision_features(pixels.to(device))
+    return query_to_patch(model.projector, features, model.vision_tower.grid, route, chunk_size, multi_level)
 
 
 def group_words(pieces: list[str], special: list[bool]) -> list[Word]:

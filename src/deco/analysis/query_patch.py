@@ -162,17 +162,31 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def query_to_patch(
-    projector: Projector, features: torch.Tensor, grid: tuple[int, ...], route: str = "auto", chunk_size: int = 16
+    projector: Projector,
+    features: torch.Tensor,
+    grid: tuple[int, ...],
+    route: str = "auto",
+    chunk_size: int = 16,
+    multi_level: torch.Tensor | None = None,
 ) -> QueryPatchMap:
-    """Maps for each image of `features` [I, N, Dv] on `grid`; see the module docstring for routes."""
+    """Maps for each image of `features` [I, N, Dv] on `grid`; see the module docstring for routes.
+
+    `multi_level` [I, N, levels*Dv]: the extra layers a multi-level projector (TokenPacker) reads, as
+    the model gives them (`DecoModel.vision_features`); the gradient route then counts a patch's
+    gradient through all of its layers.
+    """
     n = math.prod(grid)
     if features.dim() != 3 or features.shape[1] != n:
         raise ShapeError(f"features must be [I, N={n}, Dv] for grid {tuple(grid)}, got {tuple(features.shape)}")
+    if multi_level is not None and multi_level.shape[:2] != features.shape[:2]:
+        raise ShapeError(f"multi_level must be [I, N, levels*Dv] with I, N of features {tuple(features.shape)}, "
+                         f"got {tuple(multi_level.shape)}")
     route = resolve_route(projector, route)
     check_chunk_size(chunk_size)
     m = projector.num_tokens(grid)
     dtype = next(projector.parameters(), features).dtype
     features = features.detach().to(dtype)
+    levels = [None] * len(features) if multi_level is None else multi_level.detach().to(dtype)
     if route == "exact":
         pool = exact_matrix(projector, grid).float().to(features.device)  # [M, N]
         raw = pool.expand(features.shape[0], -1, -1).clone()
@@ -180,9 +194,9 @@ def query_to_patch(
         explain = _attention_rows if route == "attention" else _gradient_rows
         with eval_mode(projector), torch.enable_grad():
             raw = torch.stack([
-                torch.cat([explain(projector, image, grid, list(range(s, min(s + chunk_size, m))))
+                torch.cat([explain(projector, image, grid, list(range(s, min(s + chunk_size, m))), level)
                            for s in range(0, m, chunk_size)])
-                for image in features
+                for image, level in zip(features, levels, strict=True)
             ])  # [I, M, N]
     return QueryPatchMap(row_normalise(raw), raw, route, projector.name, grid, output_grid(projector, grid))
 
@@ -198,20 +212,30 @@ def _copies(image: torch.Tensor, count: int) -> torch.Tensor:
     return image.unsqueeze(0).expand(count, -1, -1).clone().requires_grad_(True)  # [c, N, Dv]
 
 
-def _gradient_rows(projector: Projector, image: torch.Tensor, grid: Grid, tokens: list[int]) -> torch.Tensor:
-    """[c, N]: per-patch gradient norms of each token's self-projection."""
+def _run(projector: Projector, x: torch.Tensor, grid: Grid, levels: torch.Tensor | None) -> torch.Tensor:
+    """The projector on batch copies x [c, N, Dv] (plus their multi-level features [c, N, L*Dv])."""
+    return projector(x, grid) if levels is None else projector(x, grid, multi_level=levels)  # [c, M, Dl]
+
+
+def _gradient_rows(
+    projector: Projector, image: torch.Tensor, grid: Grid, tokens: list[int], level: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[c, N]: per-patch gradient norms of each token's self-projection (over every layer it reads)."""
     x = _copies(image, len(tokens))
-    out = projector(x, grid)  # [c, M, Dl]
-    (grad,) = torch.autograd.grad(_self_projection(out, tokens), x)
-    return grad.float().norm(dim=-1)  # [c, N]
+    inputs = [x] if level is None else [x, _copies(level, len(tokens))]
+    out = _run(projector, x, grid, None if level is None else inputs[1])  # [c, M, Dl]
+    grads = torch.autograd.grad(_self_projection(out, tokens), inputs)
+    return torch.cat([g.float() for g in grads], dim=-1).norm(dim=-1)  # [c, N]
 
 
-def _attention_rows(projector: Projector, image: torch.Tensor, grid: Grid, tokens: list[int]) -> torch.Tensor:
+def _attention_rows(
+    projector: Projector, image: torch.Tensor, grid: Grid, tokens: list[int], level: torch.Tensor | None = None
+) -> torch.Tensor:
     """[c, N]: row tokens[k] of R_qi for batch copy k, by the self and cross rules in forward order."""
     c, n, m = len(tokens), image.shape[0], projector.num_tokens(grid)
     x = _copies(image, c)
     with capture_probes(projector) as capture:
-        out = projector(x, grid)  # [c, M, Dl]
+        out = _run(projector, x, grid, None if level is None else level.unsqueeze(0).expand(c, -1, -1))
     name = projector.name or type(projector).__name__
     if not capture.records:
         raise ConfigError(

@@ -55,8 +55,9 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(help="YAML config whose eval section gives the defaults "
                                                          "(default: RUN/config.yaml when --model is a run).")] = None,
         device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:1, ...")] = "auto",
-        ocr: Annotated[bool, typer.Option(help="TextVQA: add the 'Reference OCR token:' line from the annotations' "
-                                               "OCR tokens, as LLaVA-1.5 reports its numbers.")] = True,
+        ocr: Annotated[bool | None, typer.Option(help="TextVQA: add the 'Reference OCR token:' line from the "
+                                                      "annotations' OCR tokens, as LLaVA-1.5 reports its numbers "
+                                                      "(default: eval.ocr, on).")] = None,
         submission: Annotated[Path | None, typer.Option(help=_SUBMISSION_HELP)] = None,
     ) -> None:
         """Answer a benchmark's questions with greedy decoding, write one JSON line each, then score.
@@ -77,7 +78,8 @@ def register(app: typer.Typer) -> None:
         settings = EvalSettings(
             benchmark=bench, data=annotations, out=out, images=image_dir,
             batch_size=batch_size or defaults.batch_size, max_new_tokens=max_new_tokens or defaults.max_new_tokens,
-            template=template or defaults.template, limit=limit, ocr=ocr, submission=submission,
+            template=template or defaults.template, limit=limit, ocr=defaults.ocr if ocr is None else ocr,
+            submission=submission or (Path(defaults.submission) if defaults.submission else None),
         )
         summary = run_eval(resolve_model_dir(model), settings, device=device, log=typer.echo)
         rate = summary["questions_per_second"]
