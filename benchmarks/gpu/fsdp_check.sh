@@ -32,4 +32,4 @@ for step in range(1, 9):
     print(step, *(f"{runs[n].get(step, float('nan')):.6f}" for n in runs))
 json.dump({"losses": runs, "final_saved": final}, open(out / "fsdp_check.json", "w"), indent=1)
 PY
-tail -3 "$out"/*.log
+tail -n 3 "$out"/*.log
