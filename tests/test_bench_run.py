@@ -105,6 +105,7 @@ def test_proxy_sizes_extrapolate_to_llama_2_7b():
     "opts,match",
     [
         (BenchOptions(projectors=["mlp", "dcoe"]), "unknown projector 'dcoe'"),
+        (BenchOptions(projectors=["deco3d"]), "'deco3d' is a video projector; deco bench times single images"),
         (BenchOptions(size="huge"), "unknown size 'huge'"),
         (BenchOptions(dtype="float8"), "--dtype must be one of"),
         (BenchOptions(repeats=0), "--repeats must be at least 1"),
@@ -141,3 +142,12 @@ def test_cli_registers_bench_and_passes_bad_input_up_as_config_error():
     assert isinstance(result.exception, ConfigError) and "unknown size 'huge'" in str(result.exception)
     result = cli.invoke(app, ["bench", "--tokens", "144,abc"])
     assert isinstance(result.exception, ConfigError) and "--tokens" in str(result.exception)
+
+
+def test_all_means_every_image_projector():
+    from deco.bench.runner import check_options
+    from deco.projectors import get_projector_class, projector_names
+
+    spec = check_options(BenchOptions(projectors=["all"]))
+    images = [p for p in projector_names() if not getattr(get_projector_class(p), "supports_time", False)]
+    assert sorted(spec.projectors) == sorted(images) and "deco3d" not in spec.projectors

@@ -75,10 +75,15 @@ def check_options(opts: BenchOptions) -> SizeSpec:
         raise ConfigError(f"--warmup must be 0 or more, got {opts.warmup}")
     spec = get_size(opts.size, opts.proxy_layers)
     projectors = opts.projectors or spec.projectors
-    if projectors == ["all"]:
-        projectors = projector_names()
+    if projectors == ["all"]:  # every image projector: the bench times single images
+        projectors = [p for p in projector_names() if not getattr(get_projector_class(p), "supports_time", False)]
     for name in projectors:
-        get_projector_class(name)  # ConfigError naming the valid projectors
+        if getattr(get_projector_class(name), "supports_time", False):  # also a ConfigError for unknown names
+            raise ConfigError(
+                f"'{name}' is a video projector; deco bench times single images (its image equivalents: "
+                "deco for deco3d/deco_spatial/pllava, qformer for qformer_video); `deco projectors` lists "
+                "their tokens per video"
+            )
     # mlp at the full patch count is the baseline every ratio is taken against.
     projectors = [BASELINE] + [p for p in dict.fromkeys(projectors) if p != BASELINE]
     for t in opts.tokens or []:
