@@ -8,71 +8,98 @@ import numpy as np
 import pytest
 
 from deco.data import load_records
-from deco.demo.video_questions import ask, caption, vocabulary
-from deco.demo.video_scenes import Track, Video, render_video, sample_video
+from deco.demo.scenes import BACKGROUND
+from deco.demo.video_questions import ask, caption, conversation_questions, vocabulary
+from deco.demo.video_scenes import Track, Video, clock_colour, render_video, sample_video
 from deco.demo.video_settings import VideoSceneSettings, video_settings
 from deco.errors import ConfigError
 
 
-def constructed() -> Video:
-    """Circle slides right along the top row; a square enters at frame 4 bottom-left and turns blue at 6."""
-    circle = Track("circle", ("red",), 8, (0, 0), (0, 2), 0, 8)
-    square = Track("square", ("green", "blue"), 6, (2, 0), (2, 0), 4, 8)
-    return Video((circle, square), 8, 36)
+def constructed(clock: bool = True) -> Video:
+    """A red circle slides right along the top row all video; a green square visits frames 2-3, still."""
+    circle = Track("red", "circle", (0, 0), (0, 2), 0, 4)
+    square = Track("green", "square", (2, 0), (2, 0), 2, 4)
+    return Video((square, circle), 4, 36, clock)
 
 
-def test_tracks_move_appear_and_change_colour():
+def test_tracks_move_and_take_turns_under_a_clock():
     video = constructed()
-    circle, square = video.tracks
+    square, circle = video.tracks
     assert circle.direction == "right" and square.direction == "still"
     assert [o.cell for o in video.frame(0).objects] == ["top-left"]
-    assert [o.cell for o in video.frame(7).objects] == ["top-right", "bottom-left"]
-    assert [o.colour for o in video.frame(5).objects] == ["red", "green"]
-    assert [o.colour for o in video.frame(6).objects] == ["red", "blue"]
+    assert [o.cell for o in video.frame(3).objects] == ["bottom-left", "top-right"]
+    assert video.cells(circle) == ["top-left", "top-center", "top-center", "top-right"]
     frames = render_video(video)
-    assert frames.shape == (8, 36, 36, 3) and frames.dtype == np.uint8
+    assert frames.shape == (4, 36, 36, 3) and frames.dtype == np.uint8
     red = np.array([220, 50, 50])
-    top_row = [np.abs(frames[t, :12].astype(int) - red).sum(-1).min(0).argmin() for t in (0, 7)]
+    top_row = [np.abs(frames[t, :12].astype(int) - red).sum(-1).min(0).argmin() for t in (0, 3)]
     assert top_row[0] < 12 <= 24 <= top_row[1]  # red pixels move from the left cell to the right cell
+    corner = [tuple(frames[t, 35, 18]) for t in range(4)]  # a background pixel: the clock
+    assert corner[0] == BACKGROUND and corner[3] == clock_colour(3, 4) and corner[0] < corner[1] < corner[3]
+    still = render_video(constructed(clock=False))
+    assert all(tuple(still[t, 35, 18]) == BACKGROUND for t in range(4))
 
 
 def test_questions_have_the_right_answers():
     video = constructed()
     rng = np.random.default_rng(0)
     assert ask("count", video, rng) == ("how many shapes", "2")
-    q, a = ask("order", video, rng)
-    assert a == "red" and set(q.split()[1::2]) == {"red", "green"}
-    assert ask("direction", video, np.random.default_rng(1))[1] in ("right", "still")
-    seen = {ask("colour", video, np.random.default_rng(s)) for s in range(20)}
-    assert seen == {("end colour of red", "red"), ("end colour of green", "blue")}  # named by first colour
-    starts = {ask("start", video, np.random.default_rng(s)) for s in range(40)}
-    assert ("start at top-left", "red") in starts
-    assert all(a == "none" for q, a in starts if q != "start at top-left")
-    ends = dict(ask("end", video, np.random.default_rng(s)) for s in range(40))
-    assert ends.get("end at top-right") == "red" and ends.get("end at bottom-left") == "blue"
-    assert ends.get("end at top-left", "none") == "none"
+    asked = {f: {ask(f, video, np.random.default_rng(s)) for s in range(20)} for f in ("order", "start", "end")}
+    assert asked["order"] == {("order red", "first"), ("order green", "second")}
+    assert asked["start"] == {("start red", "top-left"), ("start green", "bottom-left")}
+    assert asked["end"] == {("end red", "top-right"), ("end green", "bottom-left")}
+    assert ask("direction", Video(video.tracks[1:], 4, 36), rng) == ("direction red", "right")
+    assert ask("order", Video(video.tracks[1:], 4, 36), rng) is None  # a lone object: no order question
+    # Objects in the order they come, each traced frame by frame.
+    assert caption(video) == "red top-left top-center top-center top-right . green bottom-left bottom-left ."
     assert set(caption(video).split()) <= set(vocabulary())
+    every = conversation_questions(video, rng, 20)  # 4 per object + the count
+    assert len(every) == 9 and {f for f, _ in every} == {"direction", "start", "end", "order", "count"}
+    assert all(q.split()[-1] in ("red", "green") for f, (q, _) in every if f != "count")  # referent last
+    firsts = {conversation_questions(video, np.random.default_rng(s), 5)[0][0] for s in range(40)}
+    assert firsts == {"direction", "start", "end", "order", "count"}  # no family owns the first turn
 
 
-def test_sampled_videos_keep_colours_and_shapes_distinct():
+def test_sampled_videos_take_turns_with_equal_visits():
     rng = np.random.default_rng(1)
-    for _ in range(200):
-        video = sample_video(rng, 8, 36)
-        assert len({t.shape for t in video.tracks}) == len(video.tracks)
-        for t in range(8):
-            colours = [o.colour for o in video.frame(t).objects]
-            assert len(set(colours)) == len(colours)
+    seen = set()
+    for _ in range(300):
+        video = sample_video(rng, 8, 36, max_objects=3)
+        tracks = video.tracks
+        seen.add(len(tracks))
+        assert len({t.shape for t in tracks}) == len(tracks) == len({t.colour for t in tracks})
+        assert len({t.leave - t.appear for t in tracks}) == 1  # time on screen says nothing about order
+        assert min(t.appear for t in tracks) == 0 and max(t.leave for t in tracks) == 8
+        assert len({t.appear for t in tracks}) == len(tracks)  # order is always defined
+        for t in tracks:
+            assert t.start == t.end or t.start[0] == t.end[0] or t.start[1] == t.end[1]
+    assert seen == {1, 2, 3}
 
 
 def test_written_data_is_llava_format_with_npy_videos(tmp_path):
     from deco.demo.video_data import write_video_dataset
 
     summary = write_video_dataset(tmp_path, VideoSceneSettings(train_videos=6, test_videos=3))
-    assert np.load(tmp_path / "images" / "train" / "000005.npy").shape == (8, 36, 36, 3)
+    assert np.load(tmp_path / "images" / "train" / "000005.npy").shape == (4, 36, 36, 3)
     for name in ("stage1.json", "stage2.json", "test.json"):
         assert len(load_records(tmp_path / name)) == summary[name]
     test = json.loads((tmp_path / "test.json").read_text())
     assert {r["family"] for r in test} <= set(summary["majority_baseline"])
+
+
+def test_frame_encoder_reads_time_from_the_clock_only():
+    from deco.demo.settings import EncoderSettings
+    from deco.demo.video_encoder import pretrain_frame_encoder
+
+    settings = EncoderSettings(patch_size=6, hidden_size=32, num_layers=1, num_heads=2, pretrain_steps=150,
+                               batch_size=32, lr=3e-3)
+    accuracy = {}
+    for clock in (True, False):
+        rng = np.random.default_rng(0)
+        picks = [(v, t) for v in [sample_video(rng, 4, 36, clock=clock) for _ in range(40)] for t in range(4)]
+        _, report = pretrain_frame_encoder(picks[:120], picks[120:], 36, 4, settings)
+        accuracy[clock] = report["held_out_patch_accuracy"]["time"]
+    assert accuracy[True] > 0.85 and accuracy[False] < 0.4  # 4 frames: chance is 0.25
 
 
 def test_default_budget_is_equal_and_unequal_budgets_are_refused():
@@ -81,11 +108,13 @@ def test_default_budget_is_equal_and_unequal_budgets_are_refused():
     settings = video_settings()
     budget = token_budget(settings)
     assert set(budget) == {"deco_spatial", "deco_temporal", "deco3d", "pllava", "qformer_video"}
-    assert {b["tokens"] for b in budget.values()} == {72}
+    assert {b["tokens"] for b in budget.values()} == {36}  # 4 frames x 36 patches, 4x fewer
     with pytest.raises(ConfigError, match="equal token budgets"):
         token_budget(video_settings(overrides={"projector_options": {"deco_spatial": {"grid": [2, 2]}}}))
     with pytest.raises(ConfigError, match="no time axis"):
         video_settings(overrides={"projectors": ["deco"]})
+    with pytest.raises(ConfigError, match="max_objects"):
+        video_settings(overrides={"videos": {"frames": 2, "max_objects": 3}})
 
 
 def test_end_to_end_through_the_real_trainer(tmp_path):
@@ -93,8 +122,7 @@ def test_end_to_end_through_the_real_trainer(tmp_path):
 
     settings = video_settings(overrides={
         "projectors": ["deco_spatial", "pllava"], "seeds": [0],
-        "videos": {"train_videos": 8, "test_videos": 2, "frames": 4},
-        "projector_options": {"deco_spatial": {"grid": [3, 3]}, "pllava": {"target": [2, 3, 6]}},
+        "videos": {"train_videos": 8, "test_videos": 2},
         "encoder": {"pretrain_steps": 2, "pretrain_images": 16, "batch_size": 8},
         "lm": {"hidden_size": 32, "intermediate_size": 64},
         "train": {"stage1_steps": 1, "stage2_steps": 2, "batch_size": 4},
@@ -106,6 +134,7 @@ def test_end_to_end_through_the_real_trainer(tmp_path):
         assert run["losses"] and 0.0 <= run["final"]["overall"] <= 1.0
         assert (tmp_path / "out" / "runs" / f"{run['projector']}-seed0" / "stage2" / "final").is_dir()
     assert results["budget"]["pllava"]["tokens"] == results["budget"]["deco_spatial"]["tokens"] == 36
+    assert "time" in results["encoder"]["held_out_patch_accuracy"]
     table = report_markdown(results)
     assert "| pllava | 36 |" in table and "majority answer" in table
     assert (tmp_path / "out" / "report.md").read_text() == table

@@ -32,7 +32,7 @@ def demo_command(
     video: Annotated[
         bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead.")
     ] = False,
-    long: Annotated[bool, typer.Option("--long", help="With --video: 1000 steps (about 18 minutes).")] = False,
+    long: Annotated[bool, typer.Option("--long", help="With --video: one seed, 3x the default steps (not recorded; about 8 minutes, estimated).")] = False,
 ) -> None:
     """Train and compare the projectors on synthetic spatial questions, on this machine, with no downloads.
 

@@ -6,8 +6,9 @@
     test.json     one question per (test video, family), with an extra "family" key
     tokenizer/    the word-level tokenizer of this vocabulary
 
-The encoder is the image demo's tiny ViT, pretrained the same way on single frames. Both assets are
-cached with the image demo's cache helpers (a folder per settings hash, built under a temp name).
+The encoder is the image demo's tiny ViT, pretrained the same way on single frames plus the frame's
+clock (`deco.demo.video_encoder`). Both assets are cached with the image demo's cache helpers (a folder
+per settings hash, built under a temp name).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from deco.demo.video_settings import VideoDemoSettings, VideoSceneSettings
 from deco.model.tokenizer import IMAGE_TOKEN
 
 TRAIN, TEST = "train", "test"
+# Bump when the videos, questions, captions or frame encoder code change what they produce (cache keys).
+VIDEO_ASSET_VERSION = 2
 _STREAMS = {TRAIN: 0, TEST: 1}
 
 
@@ -36,8 +39,8 @@ def split_videos(settings: VideoSceneSettings, split: str) -> list[Video]:
     """The videos of a split, regenerated deterministically from the data seed."""
     rng = np.random.default_rng([settings.seed, _STREAMS[split]])
     n = settings.train_videos if split == TRAIN else settings.test_videos
-    return [sample_video(rng, settings.frames, settings.image_size, settings.max_objects, settings.change_prob)
-            for _ in range(n)]
+    return [sample_video(rng, settings.frames, settings.image_size, settings.max_objects, settings.still_prob,
+                         settings.clock) for _ in range(n)]
 
 
 def _path(split: str, index: int) -> str:
@@ -108,11 +111,12 @@ def prepare_video_assets(
     status: Callable[[str], None] = lambda _: None,
 ) -> Assets:
     """Videos, tokenizer and frame encoder for these settings, from the cache or built now."""
-    from deco.demo.encoder import pretrain_encoder, save_encoder
+    from deco.demo.encoder import save_encoder
+    from deco.demo.video_encoder import pretrain_frame_encoder
 
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    videos = asdict(settings.videos)
+    videos = {**asdict(settings.videos), "video_asset_version": VIDEO_ASSET_VERSION}
     built = []
 
     def build_data(folder: Path) -> dict[str, Any]:
@@ -127,12 +131,11 @@ def prepare_video_assets(
     def build_encoder(folder: Path) -> dict[str, Any]:
         status(f"pretraining the tiny ViT on single frames ({settings.encoder.pretrain_steps} steps)")
         rng = np.random.default_rng(settings.encoder.seed)
+        n, frames = settings.encoder.pretrain_images, settings.videos.frames
         train_videos = split_videos(settings.videos, TRAIN)
-        picks = rng.integers(settings.videos.frames, size=settings.encoder.pretrain_images)
-        frames = [train_videos[i % len(train_videos)].frame(int(t)) for i, t in enumerate(picks)]
-        frames = [f for f in frames if f.objects]  # an object may be off screen in every frame of a moment
-        held_out = [f for v in split_videos(settings.videos, TEST)[:100] if (f := v.frame(v.frames // 2)).objects]
-        tower, report = pretrain_encoder(frames, held_out, settings.videos.image_size, settings.encoder)
+        picks = [(train_videos[i % len(train_videos)], int(t)) for i, t in enumerate(rng.integers(frames, size=n))]
+        held_out = [(v, int(rng.integers(frames))) for v in split_videos(settings.videos, TEST)[:100]]
+        tower, report = pretrain_frame_encoder(picks, held_out, settings.videos.image_size, frames, settings.encoder)
         save_encoder(tower, report, folder)
         return report
 
