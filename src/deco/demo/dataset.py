@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from deco.demo.questions import DESCRIBE, FAMILIES, ask, caption, conversation_q
 from deco.demo.scenes import Scene, render, sample_scene
 from deco.demo.settings import SceneSettings
 from deco.model.tokenizer import IMAGE_TOKEN
+
+T = TypeVar("T")  # a scene or a video
 
 TRAIN, TEST = "train", "test"
 _STREAMS = {TRAIN: 0, TEST: 1}
@@ -82,15 +85,29 @@ def stage2_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[st
 
 def test_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
     """One question per (test image, family) where the scene can pose it."""
-    rng = np.random.default_rng([settings.seed, 3])
+    return one_question_per_family(scenes, FAMILIES, ask, lambda i: _image_path(TEST, i),
+                                   np.random.default_rng([settings.seed, 3]))
+
+
+def one_question_per_family(
+    items: Sequence[T],
+    families: Sequence[str],
+    ask_one: Callable[[str, T, np.random.Generator], tuple[str, str] | None],
+    path_of: Callable[[int], str],
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """Test records: for each item (scene or video) and family, the question it can pose, if any.
+
+    Shared by the image and video demos; ids are `test-<index>-<family>` and each record names its family.
+    """
     records = []
-    for i, scene in enumerate(scenes):
-        for family in FAMILIES:
-            qa = ask(family, scene, rng)
+    for i, item in enumerate(items):
+        for family in families:
+            qa = ask_one(family, item, rng)
             if qa is None:
                 continue
             records.append({
-                "id": f"test-{i:06d}-{family}", "image": _image_path(TEST, i), "family": family,
+                "id": f"test-{i:06d}-{family}", "image": path_of(i), "family": family,
                 "conversations": [turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), turn("gpt", qa[1])],
             })
     return records

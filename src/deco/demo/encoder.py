@@ -100,8 +100,33 @@ def _pretrain(
     heads = PatchHeads(config.hidden_size)
     start = time.perf_counter()
     pixels, targets = encode_scenes(train_scenes, tower)
-    params = list(tower.parameters()) + list(heads.parameters())
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
+    losses = fit_patch_heads(tower, heads, pixels, targets, list(TARGETS), settings, progress)
+    report = {
+        "steps": settings.pretrain_steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": round(float(np.mean(losses[-20:])), 4),
+        "held_out_patch_accuracy": probe_accuracy(tower, heads, test_scenes),
+        "config": encoder_config(image_size, settings),
+    }
+    return tower, report
+
+
+def fit_patch_heads(
+    tower: TinyViTTower,
+    heads: nn.Module,
+    pixels: torch.Tensor,
+    targets: dict[str, torch.Tensor],
+    keys: list[str],
+    settings: EncoderSettings,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[float]:
+    """Train tower + per-patch read-outs on random batches (AdamW, warm-up then cosine); leaves the
+    tower frozen in eval mode and returns the loss of every step. Shared by the image and video demos.
+
+    `keys` fixes the order the per-target losses are summed in (so results do not depend on dict order).
+    """
+    optimizer = torch.optim.AdamW(list(tower.parameters()) + list(heads.parameters()), lr=settings.lr,
+                                  weight_decay=0.01)
     steps, warmup = settings.pretrain_steps, max(1, settings.pretrain_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
@@ -112,7 +137,7 @@ def _pretrain(
     for step in range(steps):
         idx = torch.randint(len(pixels), (settings.batch_size,), generator=generator)
         logits = heads(tower(pixels[idx]))
-        loss = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k][idx].flatten()) for k in TARGETS)
+        loss = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k][idx].flatten()) for k in keys)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -121,16 +146,13 @@ def _pretrain(
         if progress is not None:
             progress(step + 1, steps)
     tower.eval().requires_grad_(False)
-    report = {
-        "steps": steps,
-        "seconds": round(time.perf_counter() - start, 1),
-        "final_loss": round(float(np.mean(losses[-20:])), 4),
-        "held_out_patch_accuracy": probe_accuracy(tower, heads, test_scenes),
-        "config": {"image_size": image_size, "patch_size": settings.patch_size, "hidden_size": settings.hidden_size,
-                   "num_layers": settings.num_layers, "num_heads": settings.num_heads,
-                   "feature_layer": settings.feature_layer},
-    }
-    return tower, report
+    return losses
+
+
+def encoder_config(image_size: int, settings: EncoderSettings) -> dict[str, Any]:
+    """The tower's shape as reports record it."""
+    return {"image_size": image_size, "patch_size": settings.patch_size, "hidden_size": settings.hidden_size,
+            "num_layers": settings.num_layers, "num_heads": settings.num_heads, "feature_layer": settings.feature_layer}
 
 
 @torch.no_grad()

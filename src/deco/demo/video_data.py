@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 
 from deco.demo.cache import Assets, _cached, _key
-from deco.demo.dataset import caption_record, majority_baselines, qa_record, turn
+from deco.demo.dataset import caption_record, majority_baselines, one_question_per_family, qa_record
 from deco.demo.video_questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
 from deco.demo.video_scenes import Video, render_video, sample_video
 from deco.demo.video_settings import VideoDemoSettings, VideoSceneSettings
-from deco.model.tokenizer import IMAGE_TOKEN
 
 TRAIN, TEST = "train", "test"
 # Bump when the videos, questions, captions or frame encoder code change what they produce (cache keys).
@@ -64,15 +63,8 @@ def stage2_records(videos: list[Video], settings: VideoSceneSettings) -> list[di
 
 def test_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict[str, Any]]:
     """One question per (test video, family) where the video can pose it."""
-    rng = np.random.default_rng([settings.seed, 3])
-    records = []
-    for i, video in enumerate(videos):
-        for family in FAMILIES:
-            qa = ask(family, video, rng)
-            if qa is not None:
-                records.append({"id": f"test-{i:06d}-{family}", "image": _path(TEST, i), "family": family,
-                                "conversations": [turn("human", f"{IMAGE_TOKEN}\n{qa[0]}"), turn("gpt", qa[1])]})
-    return records
+    return one_question_per_family(videos, FAMILIES, ask, lambda i: _path(TEST, i),
+                                   np.random.default_rng([settings.seed, 3]))
 
 
 def write_video_dataset(directory: str | Path, settings: VideoSceneSettings) -> dict[str, Any]:

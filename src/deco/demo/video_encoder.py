@@ -8,17 +8,15 @@ not reach the projector. Frames are encoded one by one, as in the model.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from deco.demo.encoder import TARGETS, patch_targets
+from deco.demo.encoder import TARGETS, encoder_config, fit_patch_heads, patch_targets
 from deco.demo.settings import EncoderSettings
 from deco.demo.video_scenes import Video, render_frame
 from deco.model.tiny_vit import TinyViTConfig, TinyViTTower
@@ -63,31 +61,12 @@ def pretrain_frame_encoder(train: list[tuple[Video, int]], held_out: list[tuple[
         heads = FrameHeads(config.hidden_size, frames)
         start = time.perf_counter()
         pixels, targets = encode_frames(train, tower)
-        params = list(tower.parameters()) + list(heads.parameters())
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
-        steps, warmup = settings.pretrain_steps, max(1, settings.pretrain_steps // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-        generator = torch.Generator().manual_seed(settings.seed)
-        tower.train()
-        losses = []
-        for _ in range(steps):
-            idx = torch.randint(len(pixels), (settings.batch_size,), generator=generator)
-            logits = heads(tower(pixels[idx]))
-            loss = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k][idx].flatten()) for k in logits)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-        tower.eval().requires_grad_(False)
+        losses = fit_patch_heads(tower, heads, pixels, targets, [*TARGETS, "time"], settings)
         return tower, {
-            "steps": steps, "seconds": round(time.perf_counter() - start, 1),
+            "steps": settings.pretrain_steps, "seconds": round(time.perf_counter() - start, 1),
             "final_loss": round(float(np.mean(losses[-20:])), 4),
             "held_out_patch_accuracy": held_out_accuracy(tower, heads, held_out),
-            "config": {"image_size": image_size, "patch_size": settings.patch_size, "hidden_size": settings.hidden_size,
-                       "num_layers": settings.num_layers, "num_heads": settings.num_heads,
-                       "feature_layer": settings.feature_layer},
+            "config": encoder_config(image_size, settings),
         }
     finally:
         torch.set_num_threads(threads)
