@@ -28,3 +28,44 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """torch on one thread for a whole module (module-scoped fixtures build models before tests run)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def saved_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/tiny.yaml built with seed 0 and saved through save_model (a model folder)."""
+    import torch
+
+    from deco.config import load_config
+    from deco.model import build_model, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(build_model(load_config("configs/tiny.yaml", [])), path)
+    return path
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every prompt the evaluation Generator is asked to answer."""
+    from deco.eval.generation import Generator
+
+    prompts: list[str] = []
+    original = Generator.generate
+
+    def spy(self, batch_prompts, images, max_new_tokens, **kw):
+        prompts.extend(batch_prompts)
+        return original(self, batch_prompts, images, max_new_tokens, **kw)
+
+    monkeypatch.setattr(Generator, "generate", spy)
+    return prompts

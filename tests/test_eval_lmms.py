@@ -20,34 +20,17 @@ pytest.importorskip("lmms_eval")
 
 from lmms_eval.api.instance import GenerationResult, Instance  # noqa: E402
 
-from deco.config import load_config  # noqa: E402
 from deco.eval.generation import Generator  # noqa: E402
 from deco.eval.lmms import DecoLMM  # noqa: E402
-from deco.model import build_model, save_model  # noqa: E402
 
 QUESTION = "Is the square red?\nAnswer the question using a single word or phrase."
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a CPU shared with other jobs makes two threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("lmms") / "model"
-    save_model(build_model(load_config("configs/tiny.yaml", [])), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def adapter(model_dir: Path) -> DecoLMM:
-    lm = DecoLMM(pretrained=str(model_dir), template="vicuna_v1", batch_size=2, device="cpu")
+def adapter(saved_tiny_model: Path) -> DecoLMM:
+    lm = DecoLMM(pretrained=str(saved_tiny_model), template="vicuna_v1", batch_size=2, device="cpu")
     docs = [{"image": Image.new("RGB", (20 + i, 24), (80 * i, 40, 200)), "q": f"Question {i}?" + " More." * i}
             for i in range(3)]
     lm.task_dict = {"local": {"test": docs}}
@@ -69,13 +52,13 @@ def test_entry_point_registers_the_model():
     assert get_model("deco") is DecoLMM
 
 
-def test_unknown_model_args_are_refused(model_dir):
+def test_unknown_model_args_are_refused(saved_tiny_model):
     from deco.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown deco model_args \\['temprature'\\]"):
-        DecoLMM(pretrained=str(model_dir), temprature=0)
+        DecoLMM(pretrained=str(saved_tiny_model), temprature=0)
     with pytest.raises(ConfigError, match="loglikelihood must be 'loss' or 'logprob'"):
-        DecoLMM(pretrained=str(model_dir), loglikelihood="nll")
+        DecoLMM(pretrained=str(saved_tiny_model), loglikelihood="nll")
 
 
 def test_generate_until_matches_single_generation_and_passes_stops(adapter, monkeypatch):
@@ -104,11 +87,11 @@ def test_generate_until_matches_single_generation_and_passes_stops(adapter, monk
         assert r.text == alone.text and r.token_counts.output_tokens == alone.tokens
 
 
-def test_loglikelihood_is_the_teacher_forced_continuation_score(adapter, model_dir):
+def test_loglikelihood_is_the_teacher_forced_continuation_score(adapter, saved_tiny_model):
     doc = adapter.task_dict["local"]["test"][1]
     reqs = [_request("loglikelihood", (QUESTION, cont, _visual, 1, "local", "test"), 1) for cont in (" yes", " no")]
     losses = [r.text for r in adapter.loglikelihood(reqs)]
-    logprob = DecoLMM(pretrained=str(model_dir), template="vicuna_v1", device="cpu", loglikelihood="logprob")
+    logprob = DecoLMM(pretrained=str(saved_tiny_model), template="vicuna_v1", device="cpu", loglikelihood="logprob")
     logprob.task_dict = adapter.task_dict
     logprobs = [r.text for r in logprob.loglikelihood(reqs)]
     for (loss, g1), (lp, g2) in zip(losses, logprobs, strict=True):
@@ -205,12 +188,12 @@ def write_task_folder(root: Path, n: int = 4) -> Path:
 
 
 @pytest.mark.slow
-def test_lmms_eval_cli_runs_a_local_task_end_to_end(tmp_path, model_dir):
+def test_lmms_eval_cli_runs_a_local_task_end_to_end(tmp_path, saved_tiny_model):
     """`python -m lmms_eval --model deco ...` offline on a local task folder writes scores (about 30 s)."""
     tasks = write_task_folder(tmp_path / "tasks")
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "lmms_eval", "--model", "deco", "--model_args", f"pretrained={model_dir}",
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "deco", "--model_args", f"pretrained={saved_tiny_model}",
            "--batch_size", "2", "--tasks", "deco_local_qa,deco_local_mc", "--include_path", str(tasks),
            "--output_path", str(tmp_path / "out")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -14,20 +14,12 @@ from typer.testing import CliRunner
 
 from deco.config import load_config
 from deco.errors import ConfigError, DataError
-from deco.eval.generation import Generator
 from deco.eval.runner import EvalSettings, resolve_model_dir, run_eval
 from deco.model import build_model, save_model
 
 N_QUESTIONS = 5
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a CPU shared with other jobs makes two threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _tiny_model(seed: int):
@@ -68,20 +60,6 @@ def settings(root: Path, data: Path, images: Path | None, **kw) -> EvalSettings:
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-
-
-@pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every prompt the runner sends to the model."""
-    prompts: list[str] = []
-    original = Generator.generate
-
-    def spy(self, batch_prompts, images, max_new_tokens, **kw):
-        prompts.extend(batch_prompts)
-        return original(self, batch_prompts, images, max_new_tokens, **kw)
-
-    monkeypatch.setattr(Generator, "generate", spy)
-    return prompts
 
 
 def test_run_writes_one_line_per_question_and_scores(tmp_path, model_dir, asked):

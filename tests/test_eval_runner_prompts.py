@@ -12,14 +12,7 @@ from deco.eval.generation import Generator
 from deco.eval.prompts import MULTIPLE_CHOICE, SHORT_ANSWER, question_text
 from deco.model import build_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a CPU shared with other jobs makes two threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def sample(**kw) -> Sample:

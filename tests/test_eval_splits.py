@@ -10,52 +10,19 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from deco.config import load_config
 from deco.errors import ConfigError, DataError
 from deco.eval import load_benchmark, score
 from deco.eval.choices import extract_choice
-from deco.eval.generation import Generator
 from deco.eval.normalize import normalize_evalai
 from deco.eval.prompts import SHORT_ANSWER, question_text
 from deco.eval.runner import EvalSettings, run_eval
-from deco.model import build_model, save_model
 
 QUIET = {"log": lambda m: None}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    save_model(build_model(load_config("configs/tiny.yaml", [])), path)
-    return path
-
-
-@pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every prompt the runner sends to the model."""
-    prompts: list[str] = []
-    original = Generator.generate
-
-    def spy(self, batch_prompts, images, max_new_tokens, **kw):
-        prompts.extend(batch_prompts)
-        return original(self, batch_prompts, images, max_new_tokens, **kw)
-
-    monkeypatch.setattr(Generator, "generate", spy)
-    return prompts
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _settings(data: Path, out: Path, images: Path | None, benchmark: str, **kw) -> EvalSettings:
@@ -98,12 +65,12 @@ def test_vqav2_testdev_questions_file_reads_without_answers(tmp_path):
     assert b.question == "how many things in picture 9?"
 
 
-def test_vqav2_testdev_run_writes_evalai_submission_with_every_question_once(tmp_path, model_dir):
+def test_vqav2_testdev_run_writes_evalai_submission_with_every_question_once(tmp_path, saved_tiny_model):
     ids = [262144, 262145, 393216, 7]
     data = _vqav2_testdev(tmp_path, ids)
     images = _images(tmp_path / "test2015", [f"COCO_test2015_{1000 + q:012d}.jpg" for q in ids])
     out = tmp_path / "vqav2.preds.jsonl"
-    summary = run_eval(model_dir, _settings(data, out, images, "vqav2"), **QUIET)
+    summary = run_eval(saved_tiny_model, _settings(data, out, images, "vqav2"), **QUIET)
     result = summary["score"]
     assert result["scored"] is False and result["main"] is None and summary["has_answers"] is False
     assert "no answers" in result["notes"][0]
@@ -146,13 +113,13 @@ def test_val_questions_file_uses_its_annotations_beside_it(tmp_path):
 # ------------------------------------------------------------------ VizWiz test
 
 
-def test_vizwiz_test_split_submission_lists_images_in_file_order(tmp_path, model_dir):
+def test_vizwiz_test_split_submission_lists_images_in_file_order(tmp_path, saved_tiny_model):
     names = ["VizWiz_test_00000000.jpg", "VizWiz_test_00000001.jpg", "VizWiz_test_00000002.jpg"]
     (tmp_path / "test.json").write_text(json.dumps([{"image": n, "question": f"What is item {i}?"}
                                                     for i, n in enumerate(names)]))
     images = _images(tmp_path / "test", names)
     out = tmp_path / "vizwiz.jsonl"
-    summary = run_eval(model_dir, _settings(tmp_path, out, images, "vizwiz", batch_size=3), **QUIET)
+    summary = run_eval(saved_tiny_model, _settings(tmp_path, out, images, "vizwiz", batch_size=3), **QUIET)
     entries = json.loads(Path(summary["submission"]).read_text())
     replies = {r["question_id"]: r["answer"] for r in _lines(out)}
     assert [e["image"] for e in entries] == names
@@ -193,10 +160,10 @@ def _read_tsv(path: Path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def test_mmbench_test_tsv_run_writes_a_prediction_table(tmp_path, model_dir):
+def test_mmbench_test_tsv_run_writes_a_prediction_table(tmp_path, saved_tiny_model):
     data = _mmbench_test(tmp_path, 3)
     out = tmp_path / "mmb.jsonl"
-    summary = run_eval(model_dir, _settings(data, out, None, "mmbench", max_new_tokens=1), **QUIET)
+    summary = run_eval(saved_tiny_model, _settings(data, out, None, "mmbench", max_new_tokens=1), **QUIET)
     sub = tmp_path / "mmb.submission.tsv"
     assert summary["submission"] == str(sub) and summary["score"]["submission"]["format"] == "tsv"
     with open(sub, encoding="utf-8") as f:
@@ -313,27 +280,27 @@ def test_textvqa_rosetta_ocr_file_beside_the_annotations(tmp_path):
         load_benchmark("textvqa", tmp_path)
 
 
-def test_textvqa_run_asks_with_ocr_by_default_and_refuses_to_resume_with_it_off(tmp_path, model_dir, asked):
+def test_textvqa_run_asks_with_ocr_by_default_and_refuses_to_resume_with_it_off(tmp_path, saved_tiny_model, asked):
     data = _textvqa(tmp_path, with_tokens=True)
     images = _images(tmp_path / "train_images", ["img31.jpg", "img32.jpg"])
     out = tmp_path / "tv.jsonl"
-    summary = run_eval(model_dir, _settings(data, out, images, "textvqa"), **QUIET)
+    summary = run_eval(saved_tiny_model, _settings(data, out, images, "textvqa"), **QUIET)
     assert summary["score"]["scored"] is True and summary["notes"] == []
     assert "USER: <image>\nWhat does the sign say?\nReference OCR token: STOP, Main St\n" + SHORT_ANSWER in asked[0]
     assert "Reference OCR token" not in asked[1]
     assert {r["ocr"] for r in _lines(out)} == {True}
     # The same file with OCR off is another run: refused rather than mixed.
     with pytest.raises(DataError, match="belongs to another run: ocr=True"):
-        run_eval(model_dir, _settings(data, out, images, "textvqa", ocr=False), **QUIET)
+        run_eval(saved_tiny_model, _settings(data, out, images, "textvqa", ocr=False), **QUIET)
     asked.clear()
-    off = run_eval(model_dir, _settings(data, tmp_path / "off.jsonl", images, "textvqa", ocr=False), **QUIET)
+    off = run_eval(saved_tiny_model, _settings(data, tmp_path / "off.jsonl", images, "textvqa", ocr=False), **QUIET)
     assert not any("Reference OCR token" in p for p in asked) and "ocr off" in off["notes"][0]
 
 
-def test_textvqa_without_any_tokens_says_the_prompts_differ_from_llavas(tmp_path, model_dir):
+def test_textvqa_without_any_tokens_says_the_prompts_differ_from_llavas(tmp_path, saved_tiny_model):
     data = _textvqa(tmp_path, with_tokens=False)
     images = _images(tmp_path / "train_images", ["img31.jpg", "img32.jpg"])
-    summary = run_eval(model_dir, _settings(data, tmp_path / "tv.jsonl", images, "textvqa", limit=1), **QUIET)
+    summary = run_eval(saved_tiny_model, _settings(data, tmp_path / "tv.jsonl", images, "textvqa", limit=1), **QUIET)
     assert "TextVQA_Rosetta_OCR_v0.2_val.json" in summary["notes"][0]
 
 
@@ -347,14 +314,14 @@ def test_textvqa_test_split_gives_an_evalai_submission(tmp_path):
                                                                          {"question_id": 41, "answer": "exit"}]
 
 
-def test_cli_takes_ocr_and_submission_from_the_config_eval_section(tmp_path, model_dir, asked):
+def test_cli_takes_ocr_and_submission_from_the_config_eval_section(tmp_path, saved_tiny_model, asked):
     from deco.cli import app
 
     data = _textvqa(tmp_path, with_tokens=True)
     images = _images(tmp_path / "train_images", ["img31.jpg", "img32.jpg"])
     cfg = tmp_path / "eval.yaml"
     cfg.write_text(f"eval: {{benchmark: textvqa, data: {data}, images: {images}, ocr: false, template: vicuna_v1}}\n")
-    result = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--out", str(tmp_path / "p.jsonl"),
+    result = CliRunner().invoke(app, ["eval", "--model", str(saved_tiny_model), "--out", str(tmp_path / "p.jsonl"),
                                       "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert asked and not any("Reference OCR token" in p for p in asked)
