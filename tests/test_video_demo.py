@@ -138,3 +138,24 @@ def test_end_to_end_through_the_real_trainer(tmp_path):
     table = report_markdown(results)
     assert "| pllava | 36 |" in table and "majority answer" in table
     assert (tmp_path / "out" / "report.md").read_text() == table
+
+
+def test_cli_passes_seeds_projectors_and_steps_to_the_video_demo(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import deco.demo.video_runner as runner
+    from deco.cli import app
+
+    seen = {}
+
+    def fake_run(settings, out, cache_dir, rebuild, workers):
+        seen["settings"] = settings
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runner, "run_video_demo", fake_run)
+    CliRunner().invoke(app, ["demo", "--video", "--long", "--seed", "1", "--seeds", "2", "--projectors",
+                             "deco3d,pllava", "--steps", "7", "--out", str(tmp_path)])
+    s = seen["settings"]
+    assert s.seeds == [1, 2] and s.projectors == ["deco3d", "pllava"] and s.train.stage2_steps == 7
+    CliRunner().invoke(app, ["demo", "--video", "--out", str(tmp_path)])
+    assert seen["settings"].seeds == [0, 1, 2]  # the default keeps its 3 seeds
