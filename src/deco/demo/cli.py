@@ -34,7 +34,7 @@ def demo_command(
         bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead.")
     ] = False,
     long: Annotated[bool, typer.Option("--long", help="With --video: one seed, 3x the default steps (about 8 "
-                                                      "minutes on 2 cores; with --seeds 3 about 25).")] = False,
+                                                      "minutes on 2 cores; with --seeds 3 about 17).")] = False,
 ) -> None:
     """Train and compare the projectors on synthetic spatial questions, on this machine, with no downloads.
 
