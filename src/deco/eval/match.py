@@ -83,12 +83,16 @@ def match_predictions(
     return Matching(pairs=[(s, by_qid.get(s.qid)) for s in samples], extra=extra)
 
 
-def apply_missing_policy(matching: Matching, policy: str, preds_path: str | Path) -> tuple[list, list[str]]:
+def apply_missing_policy(
+    matching: Matching, policy: str, preds_path: str | Path, submission: bool = False
+) -> tuple[list, list[str]]:
     """Decide what a missing prediction means; return (pairs to score, warnings).
 
     - "wrong" (default, what the official scripts do for the full benchmark): the question stays in the
-      denominator and counts as answered wrongly.
-    - "skip": the question is left out; the score covers only answered questions (partial runs).
+      denominator and counts as answered wrongly (in a submission file: written with an empty answer,
+      which the server scores as wrong, as LLaVA's VQAv2 converter does).
+    - "skip": the question is left out; the score covers only answered questions (partial runs; a
+      partial submission file, which servers may refuse).
     - "error": raise a DataError listing the first missing ids.
     Empty answers are never dropped: they are scored as wrong under every policy.
     """
@@ -100,9 +104,14 @@ def apply_missing_policy(matching: Matching, policy: str, preds_path: str | Path
     if missing:
         ids = ", ".join(repr(s.qid) for s in missing[:_SHOW])
         if policy == "error":
+            hint = ("use missing='wrong' (empty answers) or 'skip' (left out)" if submission
+                    else "score with missing='wrong' or 'skip'")
             raise DataError(f"{preds_path}: {len(missing)} of {total} questions have no prediction (first: {ids}); "
-                            "finish the run, or score with missing='wrong' or 'skip'")
-        what = "scored as wrong" if policy == "wrong" else "left out of the score"
+                            f"finish the run, or {hint}")
+        if submission:
+            what = "written with an empty answer" if policy == "wrong" else "left out: the submission is partial"
+        else:
+            what = "scored as wrong" if policy == "wrong" else "left out of the score"
         warnings.append(f"{len(missing)} of {total} questions have no prediction ({what}); first: {ids}")
     if matching.extra:
         ids = ", ".join(repr(p.qid) for p in matching.extra[:_SHOW])
@@ -111,7 +120,7 @@ def apply_missing_policy(matching: Matching, policy: str, preds_path: str | Path
         warnings.append(f"{len(matching.empty)} predictions have an empty answer (scored as wrong)")
     pairs = [(s, p) for s, p in matching.pairs if p is not None] if policy == "skip" else list(matching.pairs)
     if not pairs:
-        raise DataError(f"{preds_path}: nothing left to score")
+        raise DataError(f"{preds_path}: nothing left to {'write' if submission else 'score'}")
     return pairs, warnings
 
 

@@ -24,10 +24,10 @@ import string
 from pathlib import Path
 from typing import Any
 
-from deco.errors import ConfigError, DataError
+from deco.errors import ConfigError
 from deco.eval.annotations import Sample
 from deco.eval.choices import extract_choice
-from deco.eval.match import MISSING_POLICIES, Matching
+from deco.eval.match import Matching, apply_missing_policy
 from deco.eval.normalize import normalize_evalai
 
 SERVERS = {
@@ -51,29 +51,9 @@ def default_submission_path(benchmark: str, preds_path: str | Path) -> Path:
 
 
 def submission_pairs(matching: Matching, missing: str, preds_path: str | Path) -> tuple[list, list[str]]:
-    """Which questions go into the submission, and warnings; the missing-prediction policy of a test split.
-
-    - "wrong" (default): every question is written; one without a prediction gets an empty answer, which the
-      server scores as wrong (LLaVA's VQAv2 converter does the same).
-    - "skip": questions without a prediction are left out (a partial file; servers may refuse it).
-    - "error": a DataError listing the first ids without a prediction.
-    """
-    if missing not in MISSING_POLICIES:
-        raise DataError(f"unknown missing-prediction policy {missing!r}; choose one of {', '.join(MISSING_POLICIES)}")
-    warnings: list[str] = []
-    absent, total = matching.missing, len(matching.pairs)
-    if absent:
-        ids = ", ".join(repr(s.qid) for s in absent[:5])
-        if missing == "error":
-            raise DataError(f"{preds_path}: {len(absent)} of {total} questions have no prediction (first: {ids}); "
-                            "finish the run, or use missing='wrong' (empty answers) or 'skip' (left out)")
-        what = "written with an empty answer" if missing == "wrong" else "left out: the submission is partial"
-        warnings.append(f"{len(absent)} of {total} questions have no prediction ({what}); first: {ids}")
-    if matching.extra:
-        ids = ", ".join(repr(p.qid) for p in matching.extra[:5])
-        warnings.append(f"{len(matching.extra)} predictions match no question and were ignored; first: {ids}")
-    pairs = [(s, p) for s, p in matching.pairs if p is not None] if missing == "skip" else list(matching.pairs)
-    return pairs, warnings
+    """Which questions go into the submission, and warnings: `apply_missing_policy` worded for a file
+    that a server will score ("wrong": every question written, a missing one with an empty answer)."""
+    return apply_missing_policy(matching, missing, preds_path, submission=True)
 
 
 def write_submission(benchmark: str, pairs: list[tuple[Sample, Any]], path: str | Path) -> dict[str, Any]:
