@@ -75,6 +75,40 @@ def _cached(
     return target, report, True
 
 
+def data_builder(
+    message: str,
+    write_data: Callable[[Path], dict[str, Any]],
+    write_tokenizer: Callable[[Path], object],
+    status: Callable[[str], None],
+) -> Callable[[Path], dict[str, Any]]:
+    """The dataset step of `cached_assets`: say `message`, write the data and its tokenizer/ folder, return
+    the data summary."""
+
+    def build(folder: Path) -> dict[str, Any]:
+        status(message)
+        summary = write_data(folder)
+        write_tokenizer(folder / "tokenizer")
+        return summary
+
+    return build
+
+
+def cached_assets(
+    root: Path,
+    rebuild: bool,
+    data_key: str,
+    build_data: Callable[[Path], dict[str, Any]],
+    encoder_key: str,
+    build_encoder: Callable[[Path], dict[str, Any]],
+) -> Assets:
+    """The dataset (with its tokenizer/ folder) and the encoder, each from the cache or built now, in that
+    order; `built` names what was built. Shared by the image and video demos."""
+    data_dir, summary, fresh_data = _cached(root, data_key, rebuild, build_data)
+    encoder_dir, report, fresh_encoder = _cached(root, encoder_key, rebuild, build_encoder)
+    built = ["dataset"] * fresh_data + ["encoder"] * fresh_encoder
+    return Assets(data_dir, encoder_dir, data_dir / "tokenizer", summary, report, built)
+
+
 def prepare_assets(
     settings: DemoSettings,
     cache_dir: str | Path,
@@ -90,17 +124,10 @@ def prepare_assets(
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     scenes = asdict(settings.scenes)
-    built = []
 
-    def build_data(folder: Path) -> dict[str, Any]:
-        status(f"rendering {settings.scenes.train_images} training and {settings.scenes.test_images} test images")
-        summary = write_dataset(folder, settings.scenes)
-        build_demo_tokenizer(folder / "tokenizer")
-        return summary
-
-    data_dir, summary, fresh = _cached(root, _key("data", {"scenes": scenes}), rebuild, build_data)
-    if fresh:
-        built.append("dataset")
+    build_data = data_builder(
+        f"rendering {settings.scenes.train_images} training and {settings.scenes.test_images} test images",
+        lambda folder: write_dataset(folder, settings.scenes), build_demo_tokenizer, status)
 
     def build_encoder(folder: Path) -> dict[str, Any]:
         status(f"pretraining the tiny ViT encoder ({settings.encoder.pretrain_steps} steps)")
@@ -110,8 +137,5 @@ def prepare_assets(
         save_encoder(tower, report, folder)
         return report
 
-    enc_key = _key("encoder", {"scenes": scenes, "encoder": asdict(settings.encoder)})
-    encoder_dir, report, fresh = _cached(root, enc_key, rebuild, build_encoder)
-    if fresh:
-        built.append("encoder")
-    return Assets(data_dir, encoder_dir, data_dir / "tokenizer", summary, report, built)
+    return cached_assets(root, rebuild, _key("data", {"scenes": scenes}), build_data,
+                         _key("encoder", {"scenes": scenes, "encoder": asdict(settings.encoder)}), build_encoder)

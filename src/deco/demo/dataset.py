@@ -123,18 +123,32 @@ def majority_baselines(records: list[dict[str, Any]]) -> dict[str, float]:
 
 def write_dataset(directory: str | Path, settings: SceneSettings) -> dict[str, Any]:
     """Render every image and write the three JSON files; returns a summary (counts, baselines)."""
+    return write_splits(
+        directory, lambda split: split_scenes(settings, split),
+        lambda scene, path: render(scene).save(path, optimize=False, compress_level=1), _image_path,
+        lambda split, scenes: ({"stage1.json": stage1_records(scenes), "stage2.json": stage2_records(scenes, settings)}
+                               if split == TRAIN else {"test.json": test_records(scenes, settings)}),
+    )
+
+
+def write_splits(
+    directory: str | Path,
+    items_of: Callable[[str], Sequence[T]],
+    save: Callable[[T, Path], object],
+    path_of: Callable[[str, int], str],
+    records_of: Callable[[str, Sequence[T]], dict[str, list[dict[str, Any]]]],
+) -> dict[str, Any]:
+    """Per split (train, test): save every item (scene or video) under images/, write its JSON files;
+    returns the record counts, the test questions per family and the majority baselines.
+    Shared by the image and video demos."""
     directory = Path(directory)
     summary: dict[str, Any] = {}
     for split in (TRAIN, TEST):
         (directory / "images" / split).mkdir(parents=True, exist_ok=True)
-        scenes = split_scenes(settings, split)
-        for i, scene in enumerate(scenes):
-            render(scene).save(directory / "images" / _image_path(split, i), optimize=False, compress_level=1)
-        if split == TRAIN:
-            files = {"stage1.json": stage1_records(scenes), "stage2.json": stage2_records(scenes, settings)}
-        else:
-            files = {"test.json": test_records(scenes, settings)}
-        for name, records in files.items():
+        items = items_of(split)
+        for i, item in enumerate(items):
+            save(item, directory / "images" / path_of(split, i))
+        for name, records in records_of(split, items).items():
             (directory / name).write_text(json.dumps(records, indent=0), encoding="utf-8")
             summary[name] = len(records)
     test = json.loads((directory / "test.json").read_text(encoding="utf-8"))

@@ -49,8 +49,12 @@ def answer_all(
     batch_size: int = 64,
     max_new_tokens: int = 4,
     progress: Callable[[int], None] | None = None,
+    videos: bool = False,
 ) -> list[str]:
-    """Greedy answers to every question, in order."""
+    """Greedy answers to every question, in order, each asked alone as the first turn with its image
+    (`videos`: its video, sampled to the model's frame count; the video demo)."""
+    from deco.model.video import load_video
+
     model.eval()
     processor = model.processor()
     cache: dict[str, Any] = {}
@@ -58,12 +62,14 @@ def answer_all(
     for start in range(0, len(questions), batch_size):
         chunk = questions[start : start + batch_size]
         prompts = [render_prompt(TEMPLATE, q["question"], num_images=1) for q in chunk]
-        images = []
+        visuals = []
         for q in chunk:
             if q["image"] not in cache:
-                cache[q["image"]] = load_image(Path(image_folder) / q["image"])
-            images.append(cache[q["image"]])
-        batch = processor(prompts, images)
+                path = Path(image_folder) / q["image"]
+                cache[q["image"]] = (load_video(path, processor.num_frames, processor.min_frames) if videos
+                                     else load_image(path))
+            visuals.append(cache[q["image"]])
+        batch = processor(prompts, videos=visuals) if videos else processor(prompts, visuals)
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
         answers += [t.strip() for t in model.tokenizer.batch_decode(out, skip_special_tokens=True)]
         if progress is not None:

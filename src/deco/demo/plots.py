@@ -44,9 +44,7 @@ def loss_plot(runs: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("training loss (per answer token)")
     axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def family_bars(summary: dict[str, Any], baseline: dict[str, float], path: Path) -> None:
@@ -68,9 +66,7 @@ def family_bars(summary: dict[str, Any], baseline: dict[str, float], path: Path)
     ax.set_ylabel("exact-match accuracy (held out)")
     ax.legend(ncol=3, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def learning_curves(summary: dict[str, Any], path: Path) -> None:
@@ -89,9 +85,13 @@ def learning_curves(summary: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("exact match")
     axes[0].legend()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _marked(answer: str, truth: str) -> str:

@@ -18,19 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from deco.demo.cache import Assets
 from deco.demo.runner import eval_plan, run_job
 from deco.demo.settings import DemoSettings
 from deco.errors import DecoError
+from deco.train.progress import progress_bars
 
 # Relative cost per step measured on the demo's default sizes (CPU seconds, 1 thread): start the
 # expensive jobs first so the last job to finish is a short one.
@@ -88,10 +81,8 @@ def run_jobs(
         for p, s in order
     }
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[phase]:<10}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch thread pools
-    with Progress(*columns, console=console) as bars, ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with progress_bars("{task.description:<22}", "{task.fields[phase]:<10}", console) as bars, ProcessPoolExecutor(workers, mp_context=context) as pool:
         tasks = {key: bars.add_task(f"{key[0]} (seed {key[1]})", total=total, phase="waiting", start=False)
                  for key in order}
         futures: dict[Future, tuple[str, int]] = {pool.submit(run_job, jobs[key]): key for key in order}

@@ -13,8 +13,6 @@ per settings hash, built under a temp name).
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from deco.demo.cache import Assets, _cached, _key
-from deco.demo.dataset import caption_record, majority_baselines, one_question_per_family, qa_record
+from deco.demo.cache import Assets, _key, cached_assets, data_builder
+from deco.demo.dataset import caption_record, one_question_per_family, qa_record, write_splits
 from deco.demo.video_questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
 from deco.demo.video_scenes import Video, render_video, sample_video
 from deco.demo.video_settings import VideoDemoSettings, VideoSceneSettings
@@ -69,22 +67,12 @@ def test_records(videos: list[Video], settings: VideoSceneSettings) -> list[dict
 
 def write_video_dataset(directory: str | Path, settings: VideoSceneSettings) -> dict[str, Any]:
     """Render every video to .npy and write the three JSON files; returns counts and baselines."""
-    directory = Path(directory)
-    summary: dict[str, Any] = {}
-    for split in (TRAIN, TEST):
-        (directory / "images" / split).mkdir(parents=True, exist_ok=True)
-        videos = split_videos(settings, split)
-        for i, video in enumerate(videos):
-            np.save(directory / "images" / _path(split, i), render_video(video))
-        files = ({"stage1.json": stage1_records(videos), "stage2.json": stage2_records(videos, settings)}
-                 if split == TRAIN else {"test.json": test_records(videos, settings)})
-        for name, records in files.items():
-            (directory / name).write_text(json.dumps(records, indent=0), encoding="utf-8")
-            summary[name] = len(records)
-    test = json.loads((directory / "test.json").read_text(encoding="utf-8"))
-    summary["test_per_family"] = dict(Counter(r["family"] for r in test))
-    summary["majority_baseline"] = majority_baselines(test)
-    return summary
+    return write_splits(
+        directory, lambda split: split_videos(settings, split),
+        lambda video, path: np.save(path, render_video(video)), _path,
+        lambda split, videos: ({"stage1.json": stage1_records(videos), "stage2.json": stage2_records(videos, settings)}
+                               if split == TRAIN else {"test.json": test_records(videos, settings)}),
+    )
 
 
 def build_video_tokenizer(directory: Path) -> None:
@@ -109,16 +97,10 @@ def prepare_video_assets(
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     videos = {**asdict(settings.videos), "video_asset_version": VIDEO_ASSET_VERSION}
-    built = []
 
-    def build_data(folder: Path) -> dict[str, Any]:
-        status(f"rendering {settings.videos.train_videos} training and {settings.videos.test_videos} test videos")
-        summary = write_video_dataset(folder, settings.videos)
-        build_video_tokenizer(folder / "tokenizer")
-        return summary
-
-    data_dir, summary, fresh = _cached(root, _key("video-data", {"videos": videos}), rebuild, build_data)
-    built += ["dataset"] if fresh else []
+    build_data = data_builder(
+        f"rendering {settings.videos.train_videos} training and {settings.videos.test_videos} test videos",
+        lambda folder: write_video_dataset(folder, settings.videos), build_video_tokenizer, status)
 
     def build_encoder(folder: Path) -> dict[str, Any]:
         status(f"pretraining the tiny ViT on single frames ({settings.encoder.pretrain_steps} steps)")
@@ -131,7 +113,5 @@ def prepare_video_assets(
         save_encoder(tower, report, folder)
         return report
 
-    enc_key = _key("video-encoder", {"videos": videos, "encoder": asdict(settings.encoder)})
-    encoder_dir, report, fresh = _cached(root, enc_key, rebuild, build_encoder)
-    built += ["encoder"] if fresh else []
-    return Assets(data_dir, encoder_dir, data_dir / "tokenizer", summary, report, built)
+    return cached_assets(root, rebuild, _key("video-data", {"videos": videos}), build_data,
+                         _key("video-encoder", {"videos": videos, "encoder": asdict(settings.encoder)}), build_encoder)

@@ -22,7 +22,7 @@ import torch
 
 from deco.config import Config
 from deco.demo.cache import Assets, default_cache_dir
-from deco.demo.evaluate import load_test, normalize
+from deco.demo.evaluate import answer_all, load_test, normalize
 from deco.demo.runner import read_losses, stage_config
 from deco.demo.video_questions import FAMILIES
 from deco.demo.video_settings import VideoDemoSettings
@@ -82,29 +82,6 @@ def train_video_projector(settings: VideoDemoSettings, assets: Assets, name: str
     return out
 
 
-@torch.no_grad()
-def answer_videos(model: Any, questions: list[dict[str, Any]], folder: Path, batch_size: int = 64,
-                  max_new_tokens: int = 3) -> list[str]:
-    """Greedy answers, each question asked alone as the first turn with its video."""
-    from deco.data import render_prompt
-    from deco.model.video import load_video
-
-    model.eval()
-    processor = model.processor()
-    cache: dict[str, Any] = {}
-    answers: list[str] = []
-    for start in range(0, len(questions), batch_size):
-        chunk = questions[start : start + batch_size]
-        prompts = [render_prompt(TEMPLATE, q["question"], num_images=1) for q in chunk]
-        for q in chunk:
-            if q["image"] not in cache:
-                cache[q["image"]] = load_video(folder / q["image"], processor.num_frames, processor.min_frames)
-        batch = processor(prompts, videos=[cache[q["image"]] for q in chunk])
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
-        answers += [t.strip() for t in model.tokenizer.batch_decode(out, skip_special_tokens=True)]
-    return answers
-
-
 def score_families(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]:
     """Exact-match accuracy per family and overall (mean over questions)."""
     hits: dict[str, list[float]] = defaultdict(list)
@@ -122,7 +99,7 @@ def evaluate_video_run(settings: VideoDemoSettings, assets: Assets, stage2_dir: 
 
     test = load_test(assets.data_dir / "test.json")
     model = load_model(stage2_dir / "final")
-    answers = answer_videos(model, test, assets.images, settings.eval.batch_size)
+    answers = answer_all(model, test, assets.images, settings.eval.batch_size, max_new_tokens=3, videos=True)
     for folder in (stage2_dir, stage2_dir.parent / "stage1"):
         for _, ckpt in list_checkpoints(folder):
             shutil.rmtree(ckpt, ignore_errors=True)

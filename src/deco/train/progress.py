@@ -16,6 +16,12 @@ from rich.progress import (
 )
 
 
+def progress_bars(label: str, fields: str, console: Console) -> Progress:
+    """deco's rich bars: label, bar, n/total, per-task `fields` text, elapsed, ETA (training and the demo)."""
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(fields), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console)
+
+
 class Reporter:
     """Prints on the main process only. `quiet`: no bar, one plain line per logged step (for log files)."""
 
@@ -38,16 +44,7 @@ class Reporter:
         """Open the bar at `done` of `total` optimizer steps (a resumed run starts part-way)."""
         if not self.enabled or self.quiet:
             return
-        self._progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
+        self._progress = progress_bars("[bold]train", "loss {task.fields[loss]}  lr {task.fields[lr]}", self.console)
         self._progress.start()
         self._task = self._progress.add_task("train", total=total, completed=done, loss="-", lr="-")
 
