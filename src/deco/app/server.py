@@ -1,0 +1,47 @@
+"""Building and serving the app: which models, which address, what limits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from deco.app.inputs import MAX_UPLOAD_MB
+from deco.app.sources import DEFAULT_DEMO_DIR, demo_models, explicit_models
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+log = logging.getLogger(__name__)
+
+
+def build_app(models: list[str] | None = None, demo_dir: str | Path = DEFAULT_DEMO_DIR,
+              max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
+    """The Gradio Blocks for --model paths (at most two), else for the models `deco demo` left in demo_dir."""
+    # Gradio reports usage and checks for new versions over the network unless told not to.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from deco.app.handlers import Controller
+    from deco.app.page import build_page
+
+    demo_dir = Path(demo_dir)
+    choices = explicit_models(models) if models else demo_models(demo_dir)
+    return build_page(Controller(choices, demo_dir, bool(models), max_upload_mb))
+
+
+def serve(page: Any, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = MAX_UPLOAD_MB,
+          block: bool = True) -> Any:
+    """Queue the page's events and start its server; `block=False` returns once it is listening."""
+    if host not in LOOPBACK:
+        log.warning("serving on %s: anyone who can reach this machine can use the page and its models", host)
+    page.queue(default_concurrency_limit=1, max_size=64)
+    # Gradio refuses larger uploads before they reach the disk; the page's own check (max_upload_mb) gives
+    # the clearer message for files between the two limits.
+    return page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                       max_file_size=f"{int(max_upload_mb * 2)}mb", show_error=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
