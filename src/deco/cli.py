@@ -89,6 +89,22 @@ def info_command(
             console.print(line)
 
 
+@app.command("recipes")
+def recipes_command(
+    path: Annotated[
+        str | None, typer.Option("--path", help="Print the file of this recipe (e.g. accelerate/ddp) and exit.")
+    ] = None,
+) -> None:
+    """List the named recipes shipped with deco: every command taking a CONFIG accepts these names."""
+    from deco.recipe_index import list_recipes, resolve_config_file
+
+    if path is not None:  # for tools that want a file: accelerate launch --config_file $(deco recipes --path ...)
+        typer.echo(str(resolve_config_file(path)))
+        return
+    for name, description in list_recipes():
+        typer.echo(f"{name:32s} {description}")
+
+
 # Feature packages add their own commands: each module defines `register(app: typer.Typer)` and
 # keeps heavy imports inside the command functions so `deco --help` stays fast.
 _COMMAND_MODULES = (

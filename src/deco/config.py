@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from deco.errors import ConfigError
+from deco.recipe_index import resolve_config_file
 
 
 @dataclass
@@ -412,7 +413,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML config (optional `base:` key naming a parent file), then apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = _read_with_base(Path(path), seen=set())
+        data = _read_with_base(resolve_config_file(path), seen=set())  # a file, or a shipped recipe by name
     source = str(path) if path is not None else "<defaults>"
     for text in overrides or []:
         parts, value = parse_override(text)
@@ -442,7 +443,10 @@ def _read_with_base(path: Path, seen: set[Path]) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'base' must be a path or a list of paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = _deep_merge(merged, _read_with_base(path.parent / base, seen | {resolved}))
+        # A base next to the file wins; otherwise a shipped recipe of that name (`base: llava15-base.yaml`).
+        beside = path.parent / base
+        parent = beside if beside.is_file() else resolve_config_file(base)
+        merged = _deep_merge(merged, _read_with_base(parent, seen | {resolved}))
     return _deep_merge(merged, data)
 
 
