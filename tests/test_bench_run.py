@@ -15,7 +15,8 @@ from deco.bench.flops import count_flops
 from deco.bench.report import check_schema, write_outputs
 from deco.bench.runner import BenchOptions, run_bench
 from deco.bench.sizes import get_size
-from deco.bench.workload import Workbench, set_stage, variant_plan
+from deco.bench.trainstep import Recipe
+from deco.bench.workload import Workbench, variant_plan
 from deco.cli import app
 from deco.errors import ConfigError, DataError
 
@@ -72,15 +73,17 @@ def test_peer_logits_match_and_ratio_is_reported(result):
     assert peer["ratio"] > 0 and isinstance(peer["within_2_percent"], bool)
 
 
-def test_extrapolated_params_and_flops_equal_a_really_deeper_model(result):
+def test_extrapolated_params_and_flops_equal_a_really_deeper_model(result, tmp_path):
     """Per-layer figures x missing layers must reproduce a model that really has the extra layers."""
     spec = _tiny_extrapolated()
     spec.vision_config = {**spec.vision_config, "num_hidden_layers": DEEP["vision_layers"]}
     spec.llm_config = {**spec.llm_config, "num_hidden_layers": DEEP["llm_layers"]}
     wb = Workbench(spec, "cpu", "float32")
     v = wb.add_variant("mlp@576", "mlp", {})
-    set_stage(v.model, 2)
-    flops = count_flops(lambda: v.model(**v.train_batch).loss.backward(), v.model)
+    # The same deco-train step (tiny recipe: 2 micro-batches) on the same synthetic samples.
+    wb.start_training(Recipe(accum=2, num_workers=0), tmp_path)
+    wb.rig.start_stage(2, steps=2)
+    flops = count_flops(lambda: wb.train_step(v, 2), v.model)
     extrapolated = result["variants"][0]["extrapolated"]
     assert extrapolated["params"]["total"] == sum(p.numel() for p in v.model.parameters())
     got = extrapolated["flops"]["train_stage2"]

@@ -148,6 +148,10 @@ class TrainSection:
 class EvalSection:
     """Benchmark evaluation with greedy decoding."""
 
+    # AdamW implementation: "auto" = fused where torch has it (CUDA, CPU), else foreach (multi-tensor).
+    optimizer: Literal["auto", "fused", "foreach", "for_loop"] = "auto"
+    # torch.compile the LLM and the projector (first steps slower while it compiles).
+    compile: bool = False
     benchmark: str | None = None
     data: str | None = None
     images: str | None = None

@@ -55,6 +55,16 @@ def register(app: typer.Typer) -> None:
                                                                  "available).")] = None,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
         note: Annotated[list[str] | None, typer.Option(help="A note recorded in the results (repeatable).")] = None,
+        precision: Annotated[str | None, typer.Option(help="Training steps' train.precision: fp32, bf16 or fp16 "
+                                                         "(default: bf16 for a bf16/fp16 --dtype, else fp32).")] = None,
+        accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (gradient accumulation; "
+                                                       "default: the size's recipe).")] = None,
+        checkpointing: Annotated[bool | None, typer.Option(
+            "--grad-checkpointing/--no-grad-checkpointing",
+            help="Activation checkpointing in stage 2 (default: the size's recipe; LLaVA-1.5 uses it).")] = None,
+        optimizer: Annotated[str, typer.Option(help="train.optimizer: auto, fused, foreach or for_loop.")] = "auto",
+        workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: deco train's auto rule).")] = None,
+        compile: Annotated[bool, typer.Option(help="train.compile: torch.compile the LLM and projectors.")] = False,
     ) -> None:
         """Measure parameters, FLOPs, step times, memory, prefill/decode and KV cache for each projector."""
         from rich.console import Console
@@ -67,7 +77,8 @@ def register(app: typer.Typer) -> None:
             size=size, projectors=_names(projectors), tokens=_ints(tokens, "tokens"), device=device, dtype=dtype,
             repeats=repeats, warmup=warmup, batch_size=batch_size, vision=vision, llm=llm,
             proxy_layers=proxy_layers, peer=peer, peer_repeats=peer_repeats, memory_budget_gib=memory_budget, threads=threads,
-            notes=list(note or []),
+            notes=list(note or []), precision=precision, accum=accum, checkpointing=checkpointing,
+            optimizer=optimizer, workers=workers, compile=compile,
         )
         data = run_bench(opts, log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
         data["command"] = "deco " + " ".join(shlex.quote(a) for a in sys.argv[1:])

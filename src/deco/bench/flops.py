@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from deco.train.wrapper import PREFIX, TrainingModel
+
 COMPONENTS = ("vision_tower", "projector", "llm")
 # One transformer layer of the vision stack (HF CLIP/SigLIP encoder) or of the LLM (Llama/Qwen2 decoder).
 _LAYER_PATTERNS = {
@@ -41,10 +43,11 @@ def component_roots(model: Any) -> dict[str, tuple[str, ...]]:
 
     Its module tracker names modules from the outermost module that ran: 'DecoModel.llm' when
     the whole model's forward ran, 'LlamaForCausalLM' when the LLM was called on its own (as in
-    generation, which calls embed() and the LLM separately).
+    generation, which calls embed() and the LLM separately), 'TrainingModel.deco.llm' in deco train's step.
     """
     top = type(model).__name__
-    return {c: (f"{top}.{c}", type(getattr(model, c)).__name__) for c in COMPONENTS}
+    trained = f"{TrainingModel.__name__}.{PREFIX}"
+    return {c: (f"{top}.{c}", f"{trained}{c}", type(getattr(model, c)).__name__) for c in COMPONENTS}
 
 
 def split_counts(counts: dict[str, dict[Any, int]], roots: dict[str, tuple[str, ...]]) -> dict[str, Any]:

@@ -150,7 +150,28 @@ def print_table(data: dict[str, Any], console: Any) -> None:
                         RATIO_HEADER, _ratio_rows(data, key), SHORT_RATIOS))
     if data["peer"]:
         console.print(peer_summary(data["peer"]))
+    if s.get("train_step"):
+        console.print(f"training steps: {train_step_line(s['train_step'])}")
+    if data.get("loader"):
+        console.print(loader_line(data["loader"]))
     console.print(f"machine: {machine_line(data['machine'])}")
+
+
+def train_step_line(t: dict[str, Any]) -> str:
+    """The settings of the timed training steps, in one line."""
+    ckpt = t["gradient_checkpointing"]
+    return (f"{t['code']}; precision {t['precision']}, per-device batch {t['per_device_batch']} x "
+            f"{t['accumulation']} accumulation, clip {t['max_grad_norm']}, activation checkpointing stage 1 "
+            f"{'on' if ckpt['stage1'] else 'off'} / stage 2 {'on' if ckpt['stage2'] else 'off'}, {t['optimizer']}, "
+            f"{t['data_loader']}, compile {'on' if t['compile'] else 'off'}")
+
+
+def loader_line(loader: dict[str, Any]) -> str:
+    """The data loader alone against the baseline step's demand."""
+    over = loader["loader_over_demand"]
+    return (f"data loader alone: {loader['loader_samples_per_s']:.1f} samples/s = "
+            + ", ".join(f"{x:.1f}x {k}'s demand" for k, x in over.items())
+            + " (above 1: the loader keeps up)")
 
 
 def peer_summary(peer: dict[str, Any]) -> str:
@@ -206,7 +227,13 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
             f"{s['repeats']} rounds, configurations interleaved (rotated order each round).",
             f"- Vision tower: {json.dumps(s['vision'])}", f"- LLM: {json.dumps(s['llm'])}",
             f"- Projector option overrides for this size: {json.dumps(s.get('projector_options') or {})}",
-            f"- Optimizer: {s['optimizer']}. Baseline for ratios: `{data['baseline']}`.", ""]
+            f"- Optimizer: {s['optimizer']}. Baseline for ratios: `{data['baseline']}`."]
+    if s.get("train_step"):
+        out += [f"- Training steps: {train_step_line(s['train_step'])}."]
+    if data.get("loader"):
+        out += [f"- {loader_line(data['loader'])}; data wait per step (median fraction): "
+                f"{json.dumps({k: round(x, 3) for k, x in data['loader']['data_wait_fraction_median'].items()})}."]
+    out += [""]
     if s.get("extrapolated_to"):
         t = s["extrapolated_to"]
         ml = s["measured_layers"]

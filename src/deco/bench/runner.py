@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import statistics
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,10 +26,12 @@ from deco.bench.notes import standard_notes
 from deco.bench.peer import build_peer, compare_logits, time_forwards
 from deco.bench.sizes import SizeSpec, get_size, with_overrides
 from deco.bench.timing import interleave, summarize
+from deco.bench.trainstep import Recipe
 from deco.bench.workload import Variant, Workbench, set_stage, trainable_parameters, variant_plan
 from deco.errors import ConfigError
 from deco.model.llm import DTYPES
 from deco.projectors import get_projector_class, projector_names
+from deco.train.optim import OPTIMIZERS
 
 SCHEMA = "deco-bench/1"
 BASELINE = "mlp"
@@ -53,6 +58,13 @@ class BenchOptions:
     memory_budget_gib: float | None = None
     threads: int | None = None
     notes: list[str] = field(default_factory=list)
+    # deco train's settings for the timed training steps; None: the size's recipe.
+    precision: str | None = None
+    accum: int | None = None
+    checkpointing: bool | None = None
+    optimizer: str = "auto"
+    workers: int | None = None
+    compile: bool = False
     seed: int = 0
 
 
@@ -71,6 +83,14 @@ def check_options(opts: BenchOptions) -> SizeSpec:
                         ("peer-repeats", opts.peer_repeats)):
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be at least 1, got {value}")
+    if opts.accum is not None and opts.accum < 1:
+        raise ConfigError(f"--accum must be at least 1, got {opts.accum}")
+    if opts.workers is not None and opts.workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {opts.workers}")
+    if opts.precision is not None and opts.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"--precision must be fp32, bf16 or fp16, got '{opts.precision}'")
+    if opts.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got '{opts.optimizer}'")
     if opts.warmup is not None and opts.warmup < 0:
         raise ConfigError(f"--warmup must be 0 or more, got {opts.warmup}")
     spec = get_size(opts.size, opts.proxy_layers)
@@ -131,22 +151,39 @@ def _run(opts: BenchOptions, spec: SizeSpec, log: Callable[[str], None]) -> dict
     wb = Workbench(spec, opts.device, opts.dtype, opts.vision, opts.llm, opts.seed)
     for key, name, options in plan:
         wb.add_variant(key, name, options)
-    wb.prime_optimizers()
     extrap = _extrapolating(spec, opts)
     clocks = _clocks(wb, extrap) if extrap else None
 
     started = dt.datetime.now(dt.timezone.utc)
     load_start = _load_average()
+    # Inference and the projector alone first, with every weight in the model's dtype; then deco train's
+    # stage-1 and stage-2 steps, which upcast what they train to float32 master weights as training does.
     log("counting FLOPs and memory (one instrumented pass per configuration)")
     static = {key: _instrumented_pass(wb, v, clocks is not None) for key, v in wb.variants.items()}
     log(f"timing: {spec.warmup} warm-up + {spec.repeats} rounds, configurations interleaved")
     jobs = {key: _job(wb, v, clocks) for key, v in wb.variants.items()}
     samples = interleave(jobs, spec.repeats, spec.warmup, on_round=lambda r, n: log(f"  round {r}/{n}"))
+    peer = _peer(wb, spec, log) if opts.peer else None
+    with tempfile.TemporaryDirectory(prefix="deco-bench-") as tmp:
+        rig = wb.start_training(_recipe(opts, spec), Path(tmp))
+        for stage in (1, 2):
+            rig.start_stage(stage, steps=2 + spec.warmup + spec.repeats)
+            name = f"train_stage{stage}"
+            log(f"stage {stage}: deco train's step, {spec.warmup} warm-up + {spec.repeats} rounds, interleaved")
+            for key, v in wb.variants.items():
+                static[key].update(_instrumented_train(wb, v, stage, clocks is not None))
+            train_jobs = {key: _train_job(wb, v, stage, clocks) for key, v in wb.variants.items()}
+            for key, got in interleave(train_jobs, spec.repeats, spec.warmup).items():
+                samples[key].update(got)
+            static["_weights_" + name] = {key: wb.weight_bytes(v) for key, v in wb.variants.items()}
+            static["_optimizer_" + name] = {key: wb.optimizer_state_bytes(v, stage) for key, v in wb.variants.items()}
+        loader = _loader_figures(wb, rig, samples, log)
+        train_step = rig.describe()
+    log("training step: " + "; ".join(f"{k} {v}" for k, v in train_step.items() if k not in ("code", "samples")))
 
-    variants = [_variant_record(wb, v, static[key], samples[key], extrap) for key, v in wb.variants.items()]
+    variants = [_variant_record(wb, v, static, samples[key], extrap) for key, v in wb.variants.items()]
     baseline = next(r for r in variants if r["projector"] == BASELINE)
     add_ratios(variants, baseline)
-    peer = _peer(wb, spec, log) if opts.peer else None
     data = {
         "schema": SCHEMA,
         "command": None,
@@ -154,7 +191,8 @@ def _run(opts: BenchOptions, spec: SizeSpec, log: Callable[[str], None]) -> dict
         "duration_s": (dt.datetime.now(dt.timezone.utc) - started).total_seconds(),
         "machine": {**describe_machine(opts.device), "load_average_start": load_start,
                     "load_average_end": _load_average()},
-        "settings": _settings(wb, spec, opts, grid, extrap),
+        "settings": {**_settings(wb, spec, opts, grid, extrap), "train_step": train_step},
+        "loader": loader,
         "memory_estimate": estimate,
         "baseline": baseline["key"],
         "variants": variants,
@@ -189,14 +227,6 @@ def _instrumented_pass(wb: Workbench, v: Variant, per_layer: bool) -> dict[str, 
     with rec.phase("projector_fwd_bwd"), MemoryProbe(wb.device) as probe:
         wb.projector_step(v)
     memory["projector_fwd_bwd"] = probe.peak
-    for stage in (1, 2):
-        name = f"train_stage{stage}"
-        with rec.phase(name), MemoryProbe(wb.device) as probe:
-            ctx = LayerMemory(llm_layers(wb.llm)).measure(probe) if per_layer else contextlib.nullcontext({})
-            with ctx as got:
-                wb.train_step(v, stage)
-        memory[name] = probe.peak
-        layer_bytes[name] = got.get("bytes", 0.0)
     set_stage(v.model, None)
     with rec.phase("forward"), torch.no_grad():
         v.model(**{k: x for k, x in v.train_batch.items() if k != "labels"})
@@ -215,18 +245,70 @@ def _instrumented_pass(wb: Workbench, v: Variant, per_layer: bool) -> dict[str, 
 
     prefill_and_decode(v.model, v.prompt_batch, wb.spec.new_tokens, phase, seen)
     memory["prefill"] = probes["prefill"].peak
-    return {"flops": rec.flops, "memory": memory, "layer_activation_bytes": layer_bytes, "cache": seen}
+    return {"flops": rec.flops, "memory": memory, "layer_activation_bytes": layer_bytes, "cache": seen,
+            "weights": wb.weight_bytes(v)}
+
+
+def _instrumented_train(wb: Workbench, v: Variant, stage: int, per_layer: bool) -> dict[str, Any]:
+    """One untimed deco-train step of `stage` under the FLOP counter and the memory probe (also its
+    first step: allocation and any compilation happen here, not in a timed round)."""
+    name = f"train_stage{stage}"
+    rec = FlopRecorder(component_roots(v.model))
+    with rec.phase(name), MemoryProbe(wb.device) as probe:
+        ctx = LayerMemory(llm_layers(wb.llm)).measure(probe) if per_layer else contextlib.nullcontext({})
+        with ctx as got:
+            wb.train_step(v, stage)
+    wb.data_wait.pop((v.key, stage), None)
+    return {f"flops.{name}": rec.flops[name], f"memory.{name}": probe.peak,
+            f"layer_activation_bytes.{name}": got.get("bytes", 0.0)}
+
+
+def _train_job(wb: Workbench, v: Variant, stage: int, clocks: dict[str, Any] | None) -> Callable[[], dict[str, float]]:
+    """One round of a stage's training step for a variant."""
+    name = f"train_stage{stage}"
+
+    def run() -> dict[str, float]:
+        got: dict[str, float] = {}
+        with _layer_clocks(clocks, got, name):
+            got[name] = wb.train_step(v, stage)
+        return got
+
+    return run
+
+
+def _recipe(opts: BenchOptions, spec: SizeSpec) -> Recipe:
+    """deco train's settings for the timed steps: the options, else the size's recipe."""
+    r = spec.recipe
+    return Recipe(
+        precision=opts.precision or r.get("precision", "bf16" if opts.dtype != "float32" else "fp32"),
+        accum=opts.accum or r.get("accum", 1),
+        gradient_checkpointing_stage2=r.get("gradient_checkpointing_stage2", False)
+        if opts.checkpointing is None else opts.checkpointing,
+        optimizer=opts.optimizer, num_workers=opts.workers if opts.workers is not None else "auto",
+        compile=opts.compile,
+    )
+
+
+def _loader_figures(wb: Workbench, rig: Any, samples: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """The loader alone against what the baseline's steps consume, and the steps' data wait."""
+    base = next(v for v in wb.variants.values() if v.projector == BASELINE)
+    per_step = wb.spec.batch_size * rig.recipe.accum
+    rate = rig.loader_rate(base, micro_batches=max(4, 2 * rig.recipe.accum))
+    demand = {f"stage{s}": per_step / statistics.median(samples[base.key][f"train_stage{s}"]) for s in (1, 2)}
+    wait = {f"{key}/stage{s}": statistics.median(vals) for (key, s), vals in wb.data_wait.items() if vals}
+    out = {"settings": rig.loading.describe(), "loader_samples_per_s": rate,
+           "step_demand_samples_per_s": demand, "loader_over_demand": {k: rate / d for k, d in demand.items()},
+           "data_wait_fraction_median": wait}
+    log(f"data loader alone: {rate:.1f} samples/s; {base.key}'s steps consume "
+        + ", ".join(f"{k} {d:.1f}" for k, d in demand.items()) + " samples/s")
+    return out
 
 
 def _job(wb: Workbench, v: Variant, clocks: dict[str, Any] | None) -> Callable[[], dict[str, float]]:
-    """One round's measurements for a variant: every step kind, each timing itself."""
+    """One round's inference and projector measurements for a variant, each timing itself."""
 
     def run() -> dict[str, float]:
         got: dict[str, float] = {"projector_fwd_bwd": wb.projector_step(v)}
-        for stage in (1, 2):
-            name = f"train_stage{stage}"
-            with _layer_clocks(clocks, got, name):
-                got[name] = wb.train_step(v, stage)
         set_stage(v.model, None)
 
         @contextlib.contextmanager
@@ -253,25 +335,31 @@ def _layer_clocks(clocks: dict[str, Any] | None, got: dict[str, float], label: s
 
 
 def _variant_record(
-    wb: Workbench, v: Variant, static: dict[str, Any], samples: dict[str, list[float]], extrap: dict | None
+    wb: Workbench, v: Variant, everything: dict[str, Any], samples: dict[str, list[float]], extrap: dict | None
 ) -> dict[str, Any]:
     model = v.model
+    static = everything[v.key]
+    for key in [k for k in static if "." in k]:  # the training steps' figures, measured in their own phase
+        part, name = key.split(".", 1)
+        static[part][name] = static.pop(key)
     counts = model.component_parameters()
     flops = static["flops"]
     flops["decode_token"] = _scaled(flops.pop("decode"), 1.0 / wb.spec.new_tokens)
-    weights = wb.weight_bytes(v)
+    weights = static["weights"]  # in the model's dtype, before training upcast what it trains
     memory: dict[str, Any] = {"projector_fwd_bwd": {"dynamic_peak": static["memory"]["projector_fwd_bwd"]}}
     for stage in (1, 2):
         name = f"train_stage{stage}"
-        opt = wb.optimizer_state_bytes(v, stage)
+        w, opt = everything["_weights_" + name][v.key], everything["_optimizer_" + name][v.key]
         dyn = static["memory"][name]
-        memory[name] = {"weights": weights, "optimizer_state": opt, "dynamic_peak": dyn, "peak": weights + opt + dyn}
+        memory[name] = {"weights": w, "optimizer_state": opt, "dynamic_peak": dyn, "peak": w + opt + dyn}
     dyn = static["memory"]["prefill"]
     memory["prefill"] = {"weights": weights, "optimizer_state": 0, "dynamic_peak": dyn, "peak": weights + dyn}
     time_s = {m: summarize(samples.get(m, [])) for m in TIMED}
     decode = time_s["decode_token"]["median"]
     per_token = kv_bytes_per_token(wb.llm)
     record: dict[str, Any] = {
+        "data_wait_fraction": {f"train_stage{st}": statistics.median(wb.data_wait[(v.key, st)])
+                               for st in (1, 2) if wb.data_wait.get((v.key, st))},
         "key": v.key,
         "projector": v.projector,
         "options": {k: list(x) if isinstance(x, tuple) else x for k, x in v.options.items()},
@@ -349,6 +437,6 @@ def _settings(wb: Workbench, spec: SizeSpec, opts: BenchOptions, grid: tuple[int
         "llm": opts.llm or {"arch": spec.llm_arch, **spec.llm_config, "vocab_size": lcfg.vocab_size},
         "measured_layers": {"vision": wb.tower.model.config.num_hidden_layers, "llm": lcfg.num_hidden_layers},
         "extrapolated_to": extrap,
-        "optimizer": "AdamW (stage 1 lr 1e-3: projector; stage 2 lr 2e-5: projector + LLM); vision tower frozen",
+        "optimizer": (wb.rig.describe()["optimizer"] if wb.rig else "AdamW") + "; vision tower frozen",
         "attention": "sdpa",
     }

@@ -39,6 +39,9 @@ class SizeSpec:
     # extrapolation, the towers are the real thing).
     extrapolate_to: dict[str, int] | None = None
     peer_repeats: int = 5
+    # deco train settings the timed training steps use unless `deco bench` options say otherwise
+    # (bench/trainstep.Recipe fields: precision, accum, gradient_checkpointing_stage2).
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def grid_side(self) -> int:
         """Patch grid side of the vision tower."""
@@ -67,6 +70,7 @@ def _tiny() -> SizeSpec:
         repeats=5,
         warmup=1,
         peer_repeats=60,  # forwards are ~0.1 s; the paired ratio needs many rounds for a 2% call
+        recipe={"accum": 2},  # configs/tiny.yaml: global batch 4 = 2 per device x 2 accumulation steps
     )
 
 
@@ -93,6 +97,7 @@ def _proxy(layers: int) -> SizeSpec:
         extrapolate_to=None if layers >= FULL_LLM_LAYERS else {"vision_layers": FULL_VISION_LAYERS,
                                                                 "llm_layers": FULL_LLM_LAYERS},
         peer_repeats=3,
+        recipe={"gradient_checkpointing_stage2": True},  # LLaVA-1.5's stage 2 (configs/llava15-stage2.yaml)
     )
 
 

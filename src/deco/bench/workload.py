@@ -2,21 +2,22 @@
 
 Sharing the towers keeps memory at one LLM however many projectors are compared, and makes the
 comparison exact: only the projector (and so the visual token count) differs between variants.
-One AdamW per stage covers every variant (params without a gradient are skipped by the update),
-so the LLM's optimizer state exists once.
+Training steps are deco train's own (bench/trainstep.py); one AdamW per stage covers every variant
+(params without a gradient are skipped by the update), so the LLM's optimizer state exists once.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from deco.bench.sizes import SizeSpec
 from deco.bench.timing import now
+from deco.bench.trainstep import Recipe, TrainRig
 from deco.config import TrainSection
 from deco.errors import ConfigError, DecoError
 from deco.model import DecoModel, load_vision_tower
@@ -27,9 +28,6 @@ from deco.model.vision import VisionTower
 from deco.projectors import build_projector
 from deco.projectors.catalog import token_options
 from deco.train.freeze import trainable_components
-
-# LLaVA-1.5 learning rates (FACTS §1); the values only matter in that the update really runs.
-STAGE_LR = {1: 1e-3, 2: 2e-5}
 
 
 def stage_components(stage: int) -> set[str]:
@@ -144,7 +142,9 @@ class Workbench:
         self.features = torch.randn(
             spec.batch_size, self.tower.num_patches, self.tower.hidden_size, generator=g
         ).to(self.device)
-        self._optimizers: dict[int, torch.optim.Optimizer] = {}
+        self.rig: TrainRig | None = None
+        # (variant key, stage) -> fraction of each timed step spent waiting for the data loader
+        self.data_wait: dict[tuple[str, int], list[float]] = {}
 
     @property
     def dl(self) -> int:
@@ -160,7 +160,6 @@ class Workbench:
         variant.train_batch = self._train_batch(model)
         variant.prompt_batch = self._prompt_batch(model)
         self.variants[key] = variant
-        self._optimizers.clear()  # rebuilt lazily over every variant's parameters
         return variant
 
     def _expand(self, model: DecoModel, ids: list[int]) -> list[int]:
@@ -181,36 +180,19 @@ class Workbench:
         ids_t = torch.tensor([ids] * self.spec.batch_size, device=self.device)
         return {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t), "pixel_values": self.pixels}
 
-    def optimizer(self, stage: int) -> torch.optim.Optimizer:
-        """The stage's AdamW over every variant's trainable parameters (built on first use)."""
-        if stage not in self._optimizers:
-            params: list[nn.Parameter] = [p for v in self.variants.values() for p in v.model.projector.parameters()]
-            if stage == 2:
-                params += list(self.llm.parameters())
-            self._optimizers[stage] = torch.optim.AdamW(params, lr=STAGE_LR[stage], weight_decay=0.0)
-        return self._optimizers[stage]
-
-    def prime_optimizers(self) -> None:
-        """Allocate both AdamW states now (a zero-gradient step leaves weights unchanged), so no
-        measured step pays for, or counts the memory of, the first-step state allocation."""
-        for stage in (1, 2):
-            opt = self.optimizer(stage)
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    p.grad = torch.zeros_like(p)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+    def start_training(self, recipe: Recipe, folder: Path) -> TrainRig:
+        """Set up deco train's step for every variant (call after the last add_variant)."""
+        caption = self.tokenizer.decode(_text_ids(self.tokenizer, self.spec.train_text_tokens))
+        self.rig = TrainRig(self, recipe, folder, caption)
+        return self.rig
 
     def train_step(self, variant: Variant, stage: int) -> float:
-        """One optimizer step (forward, backward, AdamW update) of a stage; returns seconds."""
-        set_stage(variant.model, stage)
-        opt = self.optimizer(stage)
-        t0 = now(self.device)
-        out = variant.model(**variant.train_batch)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return now(self.device) - t0
+        """One optimizer step of deco train's loop for `variant` (start_stage(stage) first); returns seconds."""
+        if self.rig is None or self.rig.stage != stage:
+            raise DecoError(f"internal: training stage {stage} was not started (start_training, then start_stage)")
+        seconds, waited = self.rig.step(variant)
+        self.data_wait.setdefault((variant.key, stage), []).append(waited / seconds if seconds else 0.0)
+        return seconds
 
     def projector_step(self, variant: Variant) -> float:
         """Projector alone: forward + backward on vision features [B, N, Dv]; returns seconds."""

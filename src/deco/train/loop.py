@@ -37,6 +37,8 @@ class StepResult:
     grad_norm: float | None
     stepped: bool
     seconds: float
+    # Of `seconds`, the time spent waiting for the data loader's micro-batches.
+    data_seconds: float = 0.0
 
 
 @dataclass
@@ -63,10 +65,7 @@ class Loop:
         self.reporter.start(self.total_steps, self.state.step)
         try:
             while self.state.step < self.total_steps:
-                start = time.perf_counter()  # throughput counts waiting for data too
-                micro = [next(self.batches) for _ in range(self.plan.accum)]
-                result = self.step(micro, start)
-                self._advance(result)
+                self._advance(self.next_step())
                 if self.train.save_every > 0 and self.state.step % self.train.save_every == 0:
                     self._save()
             if self.last_saved != self.state.step:
@@ -76,6 +75,16 @@ class Loop:
 
     # ---- one optimizer step -----------------------------------------------------------------
 
+    def next_step(self) -> StepResult:
+        """Take the next optimizer step's micro-batches from the loader and run the step (`deco bench`
+        times exactly this)."""
+        start = time.perf_counter()  # throughput counts waiting for data too
+        micro = [next(self.batches) for _ in range(self.plan.accum)]
+        waited = time.perf_counter() - start
+        result = self.step(micro, start)
+        result.data_seconds = waited
+        return result
+
     def step(self, micro: list[dict[str, Any]], start: float) -> StepResult:
         """Forward/backward every micro-batch, then clip and step (or stop / skip on non-finite values)."""
         acc, device = self.accelerator, self.accelerator.device
@@ -83,29 +92,31 @@ class Loop:
             [sum(count_loss_tokens(b["labels"]) for b in micro),
              sum(int(b["attention_mask"].sum()) for b in micro),
              sum(len(b["sample_ids"]) for b in micro)],
-            dtype=torch.int64, device=device,
-        )
-        counts = acc.reduce(counts, "sum") if acc.num_processes > 1 else counts
+            dtype=torch.int64,
+        )  # counted on the host from the loader's CPU tensors: no device round trip on one process
+        counts = acc.reduce(counts.to(device), "sum").cpu() if acc.num_processes > 1 else counts
         n_tokens = int(counts[0])
         # Each process's gradient is averaged over processes (DDP/FSDP/ZeRO) and accelerate divides the
         # loss by the accumulation steps; undo both so the step's gradient is sum(token losses) / n_tokens.
         scale = acc.num_processes * self.plan.accum / max(n_tokens, 1)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        bad_ids: list[str] = []
+        sums: list[torch.Tensor] = []
         for batch in micro:
             inputs = {k: to_device(batch.get(k), device) for k in MODEL_KEYS}
-            labels = batch["labels"].to(device)
+            labels = batch["labels"].to(device, non_blocking=True)
             with acc.accumulate(self.model):
                 logits = self.model(**inputs)  # [B, T, V]
                 summed = summed_token_loss(logits, labels)
                 del logits
                 acc.backward(summed * scale)
-            summed = summed.detach()
-            if not torch.isfinite(summed):
-                bad_ids += list(batch["sample_ids"])
-            loss_sum += summed.double()
+            sums.append(summed.detach().double())
+        # One host sync for the whole step (not one per micro-batch): the summed loss, and which
+        # micro-batches were non-finite (to name their samples if the step stops).
+        per_micro = torch.stack(sums)  # [accum]
+        loss_sum = per_micro.sum()
         loss_sum = acc.reduce(loss_sum, "sum") if acc.num_processes > 1 else loss_sum
-        loss = float(loss_sum) / max(n_tokens, 1)
+        loss_value, *finite = torch.cat([loss_sum.reshape(1), per_micro.isfinite().double()]).tolist()
+        bad_ids = [i for batch, ok in zip(micro, finite, strict=True) if not ok for i in batch["sample_ids"]]
+        loss = loss_value / max(n_tokens, 1)
         grad_norm = accel.grad_norm_of(acc, self.model, self.train.max_grad_norm)
         # fp16: an inf gradient with a finite loss is the loss scaler's overflow, which it skips itself.
         grad_ok = grad_norm is None or math.isfinite(grad_norm) or (
@@ -169,6 +180,8 @@ class Loop:
             "loss_tokens": sum(r.loss_tokens for r in w),
             "tokens_per_s": sum(r.tokens for r in w) / seconds,
             "samples_per_s": sum(r.samples for r in w) / seconds,
+            # Of the logged steps' time, the fraction spent waiting for the data loader.
+            "data_wait_fraction": sum(r.data_seconds for r in w) / seconds,
             "skipped_steps": s.skipped_steps,
             "time": time.time(),
         }
@@ -183,5 +196,9 @@ class Loop:
 
 
 def to_device(value: Any, device: torch.device) -> Any:
-    """A batch entry on the device: tensors moved, None and plain lists (AnyRes layouts) as they are."""
-    return value.to(device) if isinstance(value, torch.Tensor) else value
+    """A batch entry on the device: tensors moved, None and plain lists (AnyRes layouts) as they are.
+
+    non_blocking: from pinned memory (the loader pins on CUDA) the copy overlaps the previous
+    micro-batch's compute; the stream orders it before any use. From unpinned memory it is a plain copy.
+    """
+    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
