@@ -2,10 +2,11 @@
 
 The order in a stage-2 setup: build the model, load the stage-1 projector, `apply_stage` (which sets
 requires_grad per component), then `apply_lora` (which freezes the LLM's base weights and leaves only
-the adapters trainable in it), then build the optimizer. Checkpoints hold the adapters
-(`save_lora`, PEFT's own safetensors format) beside the projector; a resume repeats the setup and
-calls `load_lora`. Before `save_model` or an HF export, `merge_lora` folds the adapters into plain
-weights.
+the adapters trainable in it), then build the optimizer. Checkpoints hold the adapters inside
+trainable.safetensors (what a resume reads) and, for other tools, in PEFT's own format beside it
+(`adapter_config.json` + `adapter_model.safetensors`, `save_run_adapter`; `final/` too, written before
+the merge), so `PeftModel.from_pretrained(base_llm, "runs/x/checkpoint-N")` loads them. Before
+`save_model` or an HF export, `merge_lora` folds the adapters into plain weights.
 """
 
 from __future__ import annotations
@@ -138,15 +139,58 @@ def lora_state_dict(model: DecoModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in peft.get_peft_model_state_dict(model.llm).items()}
 
 
-def save_lora(model: DecoModel, directory: str | Path) -> Path:
-    """Write adapter_model.safetensors + adapter_config.json (PEFT's format; PeftModel.from_pretrained reads it)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(lora_state_dict(model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+def lora_files(
+    model: DecoModel, weights: dict[str, torch.Tensor] | None = None, base_model: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The adapter in PEFT's saved form: (weights by PEFT name, adapter_config.json contents).
+
+    `weights` are gathered trainable tensors by DecoModel name (`llm.…`), for sharded runs whose model
+    holds only shards; `base_model` is recorded as the LLM the adapter applies to.
+    """
+    if weights is None:
+        state = lora_state_dict(model)
+    else:
+        llm_state = {k[len("llm."):]: v for k, v in weights.items() if k.startswith("llm.")}
+        # save_embedding_layers=False: LoRA here never trains embeddings, and "auto" may query the hub.
+        state = _peft().get_peft_model_state_dict(model.llm, state_dict=llm_state, save_embedding_layers=False)
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     config = model.llm.peft_config["default"].to_dict()
     config = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
+    if base_model is not None:
+        config["base_model_name_or_path"] = base_model
+    return state, config
+
+
+def write_lora_files(files: tuple[dict[str, torch.Tensor], dict[str, Any]], directory: str | Path) -> Path:
+    """Write what lora_files returned as adapter_model.safetensors + adapter_config.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state, config = files
+    save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     return directory
+
+
+def save_lora(model: DecoModel, directory: str | Path, base_model: str | None = None) -> Path:
+    """Write adapter_model.safetensors + adapter_config.json (PEFT's format; PeftModel.from_pretrained reads it)."""
+    return write_lora_files(lora_files(model, base_model=base_model), directory)
+
+
+def run_base_llm(config: Any) -> str | None:
+    """The LLM a training run's adapters apply to: model.load_from's llm/ or llm.pretrained."""
+    if config.model.load_from:
+        return str(Path(config.model.load_from) / "llm")
+    return config.llm.pretrained
+
+
+def save_run_adapter(
+    model: DecoModel, directory: str | Path, config: Any, weights: dict[str, torch.Tensor] | None = None
+) -> bool:
+    """In a LoRA run, also write its adapters in PEFT's format into a checkpoint folder; False otherwise."""
+    if not has_lora(model):
+        return False
+    write_lora_files(lora_files(model, weights, run_base_llm(config)), directory)
+    return True
 
 
 def load_lora(model: DecoModel, directory: str | Path) -> None:

@@ -11,7 +11,7 @@ from transformers.utils import logging as hf_logging
 from deco.config import Config
 from deco.data import ConversationDataset
 from deco.errors import ConfigError
-from deco.interop.lora import apply_lora, merge_lora
+from deco.interop.lora import apply_lora, has_lora, lora_files, merge_lora, run_base_llm, write_lora_files
 from deco.model import DecoModel, build_model, load_projector_weights, save_model
 from deco.model.llm import DTYPES
 from deco.model.vision import VisionTower
@@ -139,6 +139,7 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
             copy.load_state_dict(weights, strict=False)
             unwrapped = copy
     if accelerator.is_main_process:
+        adapter = lora_files(unwrapped, base_model=run_base_llm(config)) if has_lora(unwrapped) else None
         merge_lora(unwrapped)
         unwrapped.to(DTYPES[config.model.dtype])  # float32 master weights back to the model's dtype
         bars = hf_logging.is_progress_bar_enabled()
@@ -146,6 +147,8 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
         try:
             with atomic_directory(target) as tmp:
                 save_model(unwrapped, tmp)
+                if adapter is not None:  # the adapters in PEFT's format, as they were before the merge
+                    write_lora_files(adapter, tmp)
         finally:
             if bars:
                 hf_logging.enable_progress_bar()

@@ -11,6 +11,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 
 from deco.config import Config
 from deco.errors import ConfigError, DecoError
+from deco.interop.lora import save_run_adapter
 from deco.model import DecoModel
 from deco.train import accel
 from deco.train.checkpoint import (
@@ -76,6 +77,7 @@ def save_checkpoint(
         with atomic_directory(target) as tmp:
             save_tensors(weights, tmp / TRAINABLE_FILE)
             save_tensors(_projector_state(unwrapped, weights), tmp / PROJECTOR_FILE)
+            save_run_adapter(unwrapped, tmp, config, weights)  # LoRA runs: PEFT's adapter files too
             optim_meta = None
             if optim is not None:
                 tensors, optim_meta = flatten_optimizer_state(optim)
