@@ -7,38 +7,57 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import PartialState
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from deco.config import Config, dump_config, load_config
 from deco.data import DataCollator
 from deco.errors import ConfigError
 from deco.model.vision import VisionTower
+from deco.runlock import LOCK_NAME, locked
 from deco.train import accel
-from deco.train.batches import BatchPlan, StepBatchSampler
+from deco.train.batches import BatchPlan
 from deco.train.checkpoint import latest_checkpoint, remove_stale_temp, write_json
+from deco.train.compiled import compile_parts
 from deco.train.freeze import describe_trainable, set_train_modes
+from deco.train.loader import build_loader, loader_settings
 from deco.train.loop import Loop
 from deco.train.metrics import MetricsWriter
-from deco.train.optim import build_optimizer, build_scheduler
+from deco.train.probe import collapse_warning, measure, probe_images
+from deco.train.optim import build_optimizer, build_scheduler, optimizer_kind
+from deco.train.preflight import check_free_space, checkpoint_bytes, prepare_run_dir
 from deco.train.progress import Reporter
+from deco.train.resume import (
+    SKIPPED_FILE,
+    ResumePlan,
+    apply_lr_changes,
+    change_event,
+    change_lines,
+    check_new_budget,
+    parse_allow_change,
+    plan_resume,
+    record_provenance,
+)
 from deco.train.runinfo import machine, versions
-from deco.train.setup import build_dataset, model_for_stage, resolve_resume, save_final, total_steps_for
-from deco.train.snapshot import load_optimizer, read_resume, save_checkpoint
+from deco.train.setup import build_dataset, model_for_stage, save_final, total_steps_for
+from deco.train.snapshot import load_optimizer, save_checkpoint
 from deco.train.state import TrainState, restore_rng
 from deco.train.wrapper import TrainingModel
 
 
-def train_main(config_path: str | Path, overrides: list[str] | None = None, resume: bool | str = False) -> dict:
+def train_main(
+    config_path: str | Path, overrides: list[str] | None = None, resume: bool | str = False,
+    allow_change: str | list[str] | None = None,
+) -> dict:
     """Train a model as CONFIG says (stage 1: projector only; stage 2: projector + LLM).
 
     Overrides are dotted `section.key=value` pairs (e.g. `train.max_steps=10`). `resume=True` continues
     the latest checkpoint in train.output_dir exactly (same losses as an uninterrupted run); a path
     continues from that checkpoint folder. Run on several processes with
     `accelerate launch --config_file configs/accelerate/<backend>.yaml -m deco.cli train CONFIG`.
+    `allow_change` names settings that may differ from the resumed run (deco.train.resume.CHANGEABLE).
     """
-    return run_training(load_config(config_path, overrides or []), resume=resume)
+    return run_training(load_config(config_path, overrides or []), resume=resume, allow_change=allow_change)
 
 
 def _check(config: Config, world: int) -> None:
@@ -64,24 +83,35 @@ def run_training(
     *,
     vision_tower: VisionTower | None = None,
     dataset: Dataset | None = None,
+    allow_change: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a training job; returns the summary also written to `summary.json`.
 
     `vision_tower` and `dataset` let callers (the demo) pass an encoder and a dataset built in-process;
     a dataset must return samples as ConversationDataset does and may have `modality_lengths`.
+    One writer per run: the main process holds `train.output_dir/.deco.lock` (deco.runlock) throughout.
     """
-    train, run_dir = config.train, Path(config.train.output_dir)
     world = accel.world_size()
     _check(config, world)
+    allowed = parse_allow_change(allow_change)
     main = PartialState().is_main_process
-    reporter = Reporter(main, train.quiet)
-    checkpoint = resolve_resume(resume, run_dir)
-    saved = read_resume(checkpoint, config) if checkpoint is not None else None
-    if saved is None and latest_checkpoint(run_dir) is not None:
-        raise ConfigError(
-            f"train.output_dir '{run_dir}' already holds checkpoints of a run: pass --resume to continue it, "
-            "or choose another output_dir"
-        )
+    reporter = Reporter(main, config.train.quiet)
+    run_dir = Path(config.train.output_dir)
+    if not main:
+        return _run(config, resume, vision_tower, dataset, allowed, reporter, world)
+    prepare_run_dir(run_dir)  # before anything is built: an unwritable folder fails in a second
+    with locked(run_dir / LOCK_NAME, f"train.output_dir {run_dir}", "deco train", say=reporter.info):
+        return _run(config, resume, vision_tower, dataset, allowed, reporter, world)
+
+
+def _run(
+    config: Config, resume: bool | str | Path, vision_tower: VisionTower | None, dataset: Dataset | None,
+    allowed: tuple[str, ...], reporter: Reporter, world: int,
+) -> dict[str, Any]:
+    train, run_dir = config.train, Path(config.train.output_dir)
+    main = PartialState().is_main_process
+    resumed: ResumePlan = plan_resume(config, resume, allowed, reporter.info)
+    checkpoint, saved = resumed.checkpoint, resumed.saved
 
     model, counts = model_for_stage(config, vision_tower, checkpoint)
     for line in describe_trainable(counts, train.stage):
@@ -89,7 +119,11 @@ def run_training(
     if model.anyres is not None:  # the token count per image depends on its layout: say it up front
         for line in model.anyres.token_report():
             reporter.info(line)
-    data = dataset if dataset is not None else build_dataset(config, model)
+    data = dataset if dataset is not None else build_dataset(config, model, resumed.records)
+    if main:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        reporter.info(check_free_space(run_dir, checkpoint_bytes(trainable, sum(
+            p.numel() for p in model.projector.parameters()))))
     if saved is not None and saved.get("num_samples") not in (None, len(data)):
         raise ConfigError(
             f"cannot resume from {checkpoint}: the dataset had {saved['num_samples']} usable samples in that "
@@ -101,43 +135,66 @@ def run_training(
     total = total_steps_for(config, plan)
     optimizer = build_optimizer(model, train)
     scheduler = build_scheduler(optimizer, total, train)
+    fresh = [(g["initial_lr"], g["weight_decay"]) for g in optimizer.param_groups]  # this config's values
     state = TrainState()
     if saved is not None:
         state = TrainState.from_dict(saved["state"])
+        check_new_budget(state.step, total, checkpoint)
         scheduler.load_state_dict(saved["scheduler"])
     accelerator = accel.make_accelerator(train, plan.accum)
     set_train_modes(model, train)
+    if train.compile:
+        reporter.info(f"torch.compile: {', '.join(compile_parts(model))} (the first steps include compiling)")
     model, optimizer = accelerator.prepare(TrainingModel(model), optimizer)
     if saved is not None and not load_optimizer(accelerator, model, optimizer, checkpoint, saved):
         reporter.info("warning: this checkpoint has no optimizer state (DeepSpeed run); AdamW moments restart")
+    if resumed.accepted:  # deliberate changes (--allow-change) apply from this step on
+        apply_lr_changes(optimizer, scheduler, fresh)
+        for line in change_lines(resumed.accepted, state.step):
+            reporter.info(line)
 
-    loader = DataLoader(
-        data,
-        batch_sampler=StepBatchSampler(plan, accelerator.process_index, state.epoch, state.step_in_epoch,
-                                       max(0, total - state.step)),
-        collate_fn=DataCollator.from_processor(accelerator.unwrap_model(model).deco.processor()),
-        num_workers=config.data.num_workers,
-        # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
-        generator=torch.Generator().manual_seed(train.seed),
+    loading = loader_settings(config.data, accelerator.device, plan.accum)
+    loader = build_loader(
+        data, plan, accelerator.process_index, state.epoch, state.step_in_epoch, max(0, total - state.step),
+        DataCollator.from_processor(accelerator.unwrap_model(model).deco.processor()), loading, train.seed,
     )
+    reporter.info(f"{loading.describe()}; AdamW {optimizer_kind(optimizer)}")
     batches = iter(loader)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temp(run_dir)
         dump_config(config, run_dir / "config.yaml")
         write_json({**versions(), "machine": machine(), "world_size": world}, run_dir / "versions.json")
-    metrics = MetricsWriter(run_dir / "metrics.jsonl", resume_step=state.step if saved else None) if main else None
+        record_provenance(run_dir, config, resumed, data, state.step)
+    metrics = MetricsWriter(run_dir / "metrics.jsonl", resume_step=state.step if saved else None,
+                            config=config) if main else None
+    if metrics is not None and resumed.accepted:
+        metrics.write(change_event(state.step, resumed.accepted, checkpoint))
     skipped = int(getattr(data, "num_skipped", 0))
+    listed = f", listed in {SKIPPED_FILE}" if getattr(data, "bad_samples", None) else ""
     reporter.info(
-        f"{len(data)} samples ({skipped} skipped), {plan.steps_per_epoch} steps/epoch, {total} steps, "
+        f"{len(data)} samples ({skipped} skipped{listed}), {plan.steps_per_epoch} steps/epoch, {total} steps, "
         f"global batch {train.global_batch_size} = {world} process(es) x {plan.accum} accumulation x "
         f"{train.per_device_batch_size} ({accelerator.distributed_type.value}, {accelerator.device}, "
         f"precision {train.precision})" + (f"; resuming at step {state.step} from {checkpoint}" if saved else "")
     )
-    extra = {"world_size": world, "accum": plan.accum, "total_steps": total, "num_samples": len(data)}
+    extra = {"world_size": world, "accum": plan.accum, "total_steps": total, "num_samples": len(data),
+             "data_fingerprint": resumed.fingerprint}
+    # Collapse probe at every checkpoint (deco.train.probe); one process without sharded weights only.
+    probe = probe_images(data) if main and accelerator.distributed_type.value in ("NO", "MULTI_CPU", "MULTI_GPU") else None
+
+    def save() -> Any:
+        written = save_checkpoint(accelerator, model, optimizer, scheduler, state, config, extra)
+        if probe is not None:
+            result = measure(accelerator.unwrap_model(model).deco, probe)
+            if metrics is not None:
+                metrics.write({"step": state.step, "event": "probe", "probe": result})
+            if (warning := collapse_warning(state.step, result)) is not None:
+                reporter.info(warning)
+        return written
+
     loop = Loop(
-        accelerator, model, optimizer, scheduler, plan, batches, state, train, total, reporter, metrics,
-        save=lambda: save_checkpoint(accelerator, model, optimizer, scheduler, state, config, extra),
+        accelerator, model, optimizer, scheduler, plan, batches, state, train, total, reporter, metrics, save=save,
     )
     if saved is not None:
         restore_rng(saved["rng"][min(accelerator.process_index, len(saved["rng"]) - 1)])
