@@ -137,6 +137,10 @@ class TrainSection:
     gradient_checkpointing: bool = False
     train_vision: bool = False
     log_every: int = 1
+    # Experiment trackers that get metrics.jsonl's records and the config (accelerate's: tensorboard,
+    # wandb, mlflow, ...); offline unless configured otherwise (deco.train.tracking).
+    report_to: list[str] = field(default_factory=list)
+    tracker_project: str = "deco"
     save_every: int = 500
     keep_last: int = 2
     on_nonfinite: Literal["error", "skip"] = "error"

@@ -1,4 +1,5 @@
-"""metrics.jsonl: one JSON object per logged step, appended and flushed as it happens."""
+"""metrics.jsonl: one JSON object per logged step, appended and flushed as it happens; the same records go
+to the trackers named in train.report_to (deco.train.tracking)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from deco.train.tracking import finish_trackers, log_record, start_trackers
+
+if TYPE_CHECKING:
+    from deco.config import Config
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -31,10 +37,17 @@ def _clean(value: Any) -> Any:
 
 
 class MetricsWriter:
-    """Appends records to metrics.jsonl; on resume first drops records after the resumed step."""
+    """Appends records to metrics.jsonl; on resume first drops records after the resumed step.
 
-    def __init__(self, path: str | Path, resume_step: int | None = None) -> None:
+    With a `config` whose train.report_to names trackers, each record goes to them too (config stored first).
+    """
+
+    def __init__(self, path: str | Path, resume_step: int | None = None, config: Config | None = None) -> None:
         self.path = Path(path)
+        self.trackers: list[Any] = []
+        if config is not None and config.train.report_to:
+            self.trackers = start_trackers(config.train.report_to, self.path.parent, config.train.tracker_project,
+                                           config.to_dict(), resume_step)
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= resume_step]
             tmp = self.path.with_name(self.path.name + ".tmp")
@@ -48,7 +61,10 @@ class MetricsWriter:
         """Append one record and flush it to the OS (survives a SIGKILL of this process)."""
         self._file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
         self._file.flush()
+        log_record(self.trackers, record)
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file and finish the trackers."""
         self._file.close()
+        finish_trackers(self.trackers)
+        self.trackers = []
