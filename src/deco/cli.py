@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from deco.errors import DecoError
@@ -44,7 +45,7 @@ def projectors_command(
     for col, justify in (("name", "left"), ("tokens", "right"), ("params", "right"), ("description", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(row["name"], str(row["tokens"]), f"{row['params']:,}", row["description"])
+        table.add_row(row["name"], str(row["tokens"]), f"{row['params']:,}", escape(row["description"]))
     console.print(table)
 
 
@@ -70,9 +71,12 @@ def info_command(
     """Build the model a config describes and print its geometry and parameters per component."""
     from deco.config import load_config
     from deco.model import build_model
+    from deco.train.freeze import apply_stage
 
-    model = build_model(load_config(config, overrides or []))
-    table = Table(title="Model")
+    resolved = load_config(config, overrides or [])
+    model = build_model(resolved)
+    apply_stage(model, resolved.train)  # trainable = what `deco train` trains in this config's stage
+    table = Table(title=f"Model (trainable in stage {resolved.train.stage})")
     table.add_column("component")
     table.add_column("parameters", justify="right")
     table.add_column("trainable", justify="right")
@@ -114,6 +118,7 @@ _COMMAND_MODULES = (
     "deco.analysis.cli",
     "deco.bench.cli",
     "deco.interop.cli",
+    "deco.sample.cli",
 )
 
 
@@ -132,7 +137,10 @@ _register_feature_commands()
 
 def main() -> None:
     """Entry point: run the app, turning deco's input errors into a message and exit code 2."""
+    from deco.threads import export_thread_env
+
     try:
+        export_thread_env()  # before torch is imported: every command follows one thread rule
         app()
     except DecoError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -342,8 +343,10 @@ def _from_dict(cls: type[T], data: dict[str, Any], source: str, prefix: str = ""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+        hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
         raise ConfigError(
-            f"{source}: unknown key '{prefix}{unknown[0]}'; valid keys under "
+            f"{source}: unknown key '{prefix}{unknown[0]}'; {hint}valid keys under "
             f"'{prefix.rstrip('.') or 'top level'}': {', '.join(sorted(names))}"
         )
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
@@ -431,6 +434,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = _deep_merge(data, {"projector": {"options": None}})
             data["projector"]["options"] = {}
         data = _deep_merge(data, _nest(parts, value))
+    if overrides:
         source = f"{source} + overrides"
     return config_from_dict(data, source)
 

@@ -4,6 +4,9 @@ from deco.model.builder import build_model, load_model, load_projector_weights, 
 from deco.model.multimodal import DecoModel
 from deco.model.processor import ImageTransform, Processor
 from deco.model.vision import HFVisionTower, VisionTower, load_vision_tower
+from deco.quiet import quiet_weight_loading
+
+quiet_weight_loading()  # every command loads models through here: no per-part "Loading weights" bars
 
 __all__ = [
     "DecoModel",

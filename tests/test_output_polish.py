@@ -1,0 +1,57 @@
+"""Output a newcomer reads: config errors, the projector table, deco info's trainable counts, quiet loads."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from deco.cli import app
+from deco.config import load_config
+from deco.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_key_typo_gets_did_you_mean_and_one_source_label():
+    with pytest.raises(ConfigError) as info:
+        load_config("configs/tiny.yaml", ["train.max_steps=3", "train.lrr=1e-3", "train.seed=1", "data.max_length=64"])
+    message = str(info.value)
+    assert "did you mean 'train.lr'?" in message
+    assert message.count("+ overrides") == 1 and message.startswith("configs/tiny.yaml + overrides:")
+
+
+def test_section_typo_gets_did_you_mean():
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        load_config(None, ["trian.lr=1"])
+
+
+def test_projector_descriptions_keep_square_brackets():
+    result = runner.invoke(app, ["projectors", "--dv", "32", "--dl", "64", "--grid", "12x12"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "[patches; latents]" in result.output
+
+
+@pytest.mark.parametrize(("overrides", "llm_trainable"), [([], False), (["train.stage=2"], True)])
+def test_info_counts_what_the_stage_trains(overrides, llm_trainable):
+    from deco.model import build_model
+    from deco.train.freeze import apply_stage
+
+    config = load_config("configs/tiny.yaml", overrides)
+    expected = apply_stage(build_model(config), config.train)
+    result = runner.invoke(app, ["info", "configs/tiny.yaml", *overrides], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    llm_row = next(line for line in result.output.splitlines() if "│ llm" in line)
+    total, trainable = expected["llm"]
+    assert f"{trainable:,}" in llm_row.split("│")[3]
+    assert (trainable == total) == llm_trainable
+
+
+def test_transformers_weight_bars_are_quiet():
+    from transformers.utils import logging as hf_logging
+
+    import deco.model  # noqa: F401 - installs the hook
+
+    bar = hf_logging.tqdm(range(3), desc="Loading weights")
+    assert bar.disable
+    other = hf_logging.tqdm(range(3), desc="Downloading")
+    assert not other.disable
