@@ -53,8 +53,10 @@ def start_trackers(
     names: list[str], run_dir: Path, project: str, config: dict[str, Any], resume_step: int | None = None
 ) -> list[Any]:
     """Start each named accelerate tracker for a run and store the config in it."""
+    from accelerate import PartialState
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
+    PartialState()  # accelerate's tracker logging needs its state (a training run has it already)
     unknown = [n for n in names if n not in LOGGER_TYPE_TO_CLASS]
     if unknown:
         raise ConfigError(f"train.report_to: unknown tracker(s) {unknown}; valid: {', '.join(tracker_names())}")
