@@ -70,19 +70,19 @@ def estimate_memory(
     n_llm, lcfg = _meta_llm(spec, llm)
     dv, dl = vcfg.hidden_size, lcfg.hidden_size
     side = vcfg.image_size // vcfg.patch_size
-    n_proj, proj_bytes, max_proj, max_tokens = [], 0, 0, 0
+    n_proj, max_proj, max_tokens = [], 0, 0
     for _, name, options in plan:
         with torch.device("meta"):
             proj = build_projector(name, dv, dl, options)
         count = sum(p.numel() for p in proj.parameters())
         n_proj.append(count)
-        proj_bytes += count * (4 if proj.keeps_fp32 else elem)
         max_proj = max(max_proj, count)
         max_tokens = max(max_tokens, proj.num_tokens((side, side)))
-    weights = (n_vision + n_llm) * elem + proj_bytes
-    # AdamW: two moments per trained parameter; stage 1 trains projectors, stage 2 also the LLM.
-    optimizer = 2 * proj_bytes + 2 * (n_llm * elem + proj_bytes)
-    grads = (n_llm + max_proj) * elem
+    # deco train keeps what it trains in float32 (master weights): in stage 2 the LLM and every projector.
+    weights = n_vision * elem + (n_llm + sum(n_proj)) * 4
+    # AdamW: two float32 moments per trained parameter; stage 1 trains projectors, stage 2 also the LLM.
+    optimizer = 2 * 4 * sum(n_proj) + 2 * 4 * (n_llm + sum(n_proj))
+    grads = (n_llm + max_proj) * 4
     b = spec.batch_size
     seq = max_tokens + spec.train_text_tokens + 8
     heads = lcfg.num_attention_heads

@@ -14,8 +14,9 @@ import torch
 
 from deco.data import IGNORE_INDEX
 
-# Rows (token positions) per chunk: 4096 x 32k vocab x 4 bytes = 512 MiB of float32 at most at once.
-CHUNK_ROWS = 4096
+# Float32 elements per chunk (64 MiB): 524 token positions at a 32k vocabulary. Smaller chunks only add
+# kernel launches; larger ones hold more float32 at once.
+CHUNK_ELEMENTS = 1 << 24
 
 
 def count_loss_tokens(labels: torch.Tensor) -> int:
@@ -54,20 +55,21 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         logits, targets = ctx.saved_tensors
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[0], ctx.chunk):
-            rows = logits[start : start + ctx.chunk].float()
             tgt = targets[start : start + ctx.chunk]
-            keep = (tgt != IGNORE_INDEX).unsqueeze(1)
-            g = torch.softmax(rows, dim=1)  # d(logsumexp)/d(logits)
+            g = torch.softmax(logits[start : start + ctx.chunk].float(), dim=1)  # d(logsumexp)/d(logits)
             g.scatter_add_(1, tgt.clamp(min=0).unsqueeze(1), torch.full_like(g[:, :1], -1.0))
-            grad[start : start + ctx.chunk] = (g * keep * grad_out).to(grad.dtype)
+            # In place: one float32 chunk at a time, written into the gradient in the logits' dtype.
+            g.mul_(grad_out).masked_fill_((tgt == IGNORE_INDEX).unsqueeze(1), 0.0)
+            grad[start : start + ctx.chunk].copy_(g)
         return grad, None, None
 
 
-def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor, chunk: int = CHUNK_ROWS) -> torch.Tensor:
+def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Sum over loss tokens of -log p(label), in float32: logits [B, T, V], labels [B, T] -> scalar.
 
     Dividing per micro-batch (HF's mean) and then averaging over micro-batches and ranks weights tokens
     of short batches more; summing here and dividing once by the step's global token count does not.
     """
     targets = shifted_labels(labels.to(logits.device)).reshape(-1)  # [B*T]
+    chunk = chunk or max(1, CHUNK_ELEMENTS // logits.shape[-1])  # rows per chunk
     return _ChunkedCrossEntropy.apply(logits.reshape(-1, logits.shape[-1]), targets, chunk)
