@@ -104,13 +104,14 @@ class Controller:
     # ---- the image ------------------------------------------------------------------------------
     def upload(self, path: str | None, conversations: dict[str, Any]) -> tuple[Any, ...]:
         """Check an uploaded file; a good image becomes the tab's image and starts new conversations."""
+        # The drop zone is emptied every time (the last output), so the next file can go straight in.
         if path is None:
-            return gr.update(), gr.update(), "", conversations, gr.update(), gr.update()
+            return gr.update(), gr.update(), "", conversations, gr.update(), gr.update(), None
         try:
             check_upload(path, self.max_upload_mb)
         except DecoError as exc:
-            return gr.update(), gr.update(), f"**Error:** {exc}", conversations, gr.update(), gr.update()
-        return path, path, f"Image: `{Path(path).name}`. New conversation.", _restart(conversations), [], []
+            return gr.update(), gr.update(), f"**Error:** {exc}", conversations, gr.update(), gr.update(), None
+        return path, path, f"Image: `{Path(path).name}`. New conversation.", _restart(conversations), [], [], None
 
     def pick_scene(self, name: str | None, conversations: dict[str, Any]) -> tuple[Any, ...]:
         """A bundled demo scene becomes the tab's image, with a question the demo models were trained on."""

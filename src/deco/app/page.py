@@ -17,7 +17,12 @@ from deco.app.handlers import NONE, Controller, new_conversations
 from deco.app.scenes import SCENES
 
 MODEL_GROUP = "model"
-CSS = "#status p { color: #b00020; font-weight: 600; } .deco-word label { cursor: pointer; }"
+# Errors stand out; the demo's 48-pixel scenes are shown large with their pixels kept sharp.
+CSS = """
+#status p { color: #b00020; font-weight: 600; }
+.deco-word label { cursor: pointer; }
+#preview img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+"""
 
 
 @dataclass
@@ -116,7 +121,7 @@ def _wire(controller: Controller, page: gr.Blocks, panels: dict[str, Panel], con
             controller.show_token, [p.analysis, p.token], [p.token_map, p.grid])
 
     train.click(controller.train_demo, None, [intro, model_a, model_b, train_box], **queued)
-    restart = [image_path, preview, status, conversations, panels["A"].chat, panels["B"].chat]
+    restart = [image_path, preview, status, conversations, panels["A"].chat, panels["B"].chat, upload]
     upload.upload(controller.upload, [upload, conversations], restart)
     scene.input(controller.pick_scene, [scene, conversations],
                 [image_path, preview, question, status, conversations, panels["A"].chat, panels["B"].chat])

@@ -33,11 +33,13 @@ def serve(page: Any, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: f
     """Queue the page's events and start its server; `block=False` returns once it is listening."""
     if host not in LOOPBACK:
         log.warning("serving on %s: anyone who can reach this machine can use the page and its models", host)
+    from deco.app.page import CSS
+
     page.queue(default_concurrency_limit=1, max_size=64)
     # Gradio refuses larger uploads before they reach the disk; the page's own check (max_upload_mb) gives
     # the clearer message for files between the two limits.
     return page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-                       max_file_size=f"{int(max_upload_mb * 2)}mb", show_error=True)
+                       max_file_size=f"{int(max_upload_mb * 2)}mb", show_error=True, css=CSS)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
