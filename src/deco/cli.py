@@ -118,6 +118,7 @@ _COMMAND_MODULES = (
     "deco.analysis.cli",
     "deco.bench.cli",
     "deco.interop.cli",
+    "deco.app.cli",
     "deco.sample.cli",
 )
 
