@@ -51,7 +51,8 @@ def main() -> None:
             wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, f"#word-map-{slot} img")))
         grid = driver.find_element(By.CSS_SELECTOR, "#grid-A img")
         ActionChains(driver).move_to_element_with_offset(grid, -grid.size["width"] // 4, -grid.size["height"] // 4).click().perform()
-        wait.until(ec.text_to_be_present_in_element_value((By.CSS_SELECTOR, "#token-A input[type=number]"), ""))
+        number = driver.find_element(By.CSS_SELECTOR, "#token-A input[type=number]")
+        wait.until(lambda _: number.get_attribute("value") not in ("", "0"))  # the clicked cell is selected
         args.out.parent.mkdir(parents=True, exist_ok=True)
         driver.execute_script("window.scrollTo(0, 0)")
         height = driver.execute_script("return document.body.scrollHeight")

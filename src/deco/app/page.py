@@ -52,7 +52,8 @@ def _panel(slot: str, visible: bool) -> Panel:
         heading = gr.Markdown(elem_id=f"heading-{slot}")
         chat = gr.Chatbot(label=f"Model {slot}", height=260, elem_id=f"chat-{slot}")
         analysis = gr.State(None)
-        gr.Markdown("**Text-to-Patch**: click a word of the last answer to see which patches it drew on.")
+        gr.Markdown("**Text-to-Patch**: click a word of the last answer to see which patches it drew on "
+                    "(the maps explain the last answer to the last question, without earlier turns).")
         words = gr.Radio(choices=[], label="answer words", elem_id=f"words-{slot}", elem_classes="deco-word")
         word_map = gr.Image(label="Text-to-Patch", interactive=False, height=280, elem_id=f"word-map-{slot}",
                             format="png")
@@ -116,9 +117,9 @@ def _wire(controller: Controller, page: gr.Blocks, panels: dict[str, Panel], con
         dropdown.change(select, [dropdown, conversations], outputs, **queued)
         page.load(select, [dropdown, conversations], outputs, **queued)
         p.words.input(controller.show_word, [p.analysis, p.words], p.word_map)
-        p.token.release(controller.show_token, [p.analysis, p.token], [p.token_map, p.grid])
-        p.grid.select(controller.click_grid, [p.analysis], p.token).then(
-            controller.show_token, [p.analysis, p.token], [p.token_map, p.grid])
+        # A click on the grid moves the slider; any change of the slider redraws the token's map.
+        p.token.change(controller.show_token, [p.analysis, p.token], [p.token_map, p.grid])
+        p.grid.select(controller.click_grid, [p.analysis], p.token)
 
     train.click(controller.train_demo, None, [intro, model_a, model_b, train_box], **queued)
     restart = [image_path, preview, status, conversations, panels["A"].chat, panels["B"].chat, upload]
