@@ -55,3 +55,20 @@ def test_transformers_weight_bars_are_quiet():
     assert bar.disable
     other = hf_logging.tqdm(range(3), desc="Downloading")
     assert not other.disable
+
+
+def test_bench_tables_keep_config_names_and_brackets_at_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from deco.bench.report import _rich
+
+    header = ["config", *(f"a long column header {i} ×" for i in range(8))]
+    rows = [[name, *(f"{i * 1.5:.2f} ± 0.{i}" for i in range(8))] for name in ("deco@144", "deco@64", "qformer@144")]
+    out = io.StringIO()
+    Console(file=out, width=80).print(_rich("Against mlp@576 [measured]", header, rows, tuple(range(9))))
+    text = out.getvalue()
+    assert "[measured]" in text and "…" not in text
+    for name in ("deco@144", "deco@64", "qformer@144"):
+        assert f"│ {name}" in text

@@ -1,8 +1,8 @@
 """Quiet third-party progress bars that are noise in deco's output; deco's own bars stay.
 
-transformers draws a "Loading weights" bar for every model part it loads, even a 40-tensor tiny one,
-which interleaves with eval/analyze/chat/demo output. Download bars (huggingface_hub) are kept: a
-multi-GB download should show progress.
+transformers draws a "Loading weights" bar for every model part it loads and a "Writing model shards"
+bar for every part it saves, even a 40-tensor tiny one, which interleaves with eval/analyze/chat/demo
+output. Download bars (huggingface_hub) are kept: a multi-GB download should show progress.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-QUIET_BARS = ("Loading weights",)
+QUIET_BARS = ("Loading weights", "Writing model shards")
 
 
 def _hook(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -30,8 +30,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench")
     def bench_command(
-        size: Annotated[str, typer.Option(help="tiny (a minute on 2 CPU cores) or 7b-proxy (LLaVA-1.5 shapes, "
-                                                "truncated LLM, extrapolated to 32 layers).")] = "tiny",
+        size: Annotated[str, typer.Option(help="tiny (under a minute to several on 2 CPU cores, by load and "
+                                                "projectors) or 7b-proxy (LLaVA-1.5 shapes, truncated LLM, "
+                                                "extrapolated to 32 layers).")] = "tiny",
         projectors: Annotated[str | None, typer.Option(help="Comma-separated projector names, or 'all'. "
                                                             "mlp (the baseline) is always included.")] = None,
         tokens: Annotated[str | None, typer.Option(help="Token budgets for compressing projectors, e.g. "
@@ -53,7 +54,8 @@ def register(app: typer.Typer) -> None:
                                                               "peer timing.")] = None,
         memory_budget: Annotated[float | None, typer.Option(help="GiB the run may use (default: what is "
                                                                  "available).")] = None,
-        threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's).")] = None,
+        threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: DECO_THREADS, else "
+                                                           "OMP_NUM_THREADS, else 1).")] = None,
         note: Annotated[list[str] | None, typer.Option(help="A note recorded in the results (repeatable).")] = None,
         precision: Annotated[str | None, typer.Option(help="Training steps' train.precision: fp32, bf16 or fp16 "
                                                          "(default: bf16 for a bf16/fp16 --dtype, else fp32).")] = None,

@@ -125,11 +125,17 @@ SHORT_RATIOS = (0, 1, 5, 6, 7, 8, 9, 10, 12)
 
 
 def _rich(title: str, header: list[str], rows: list[list[str]], columns: tuple[int, ...]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))  # titles hold "[measured]": literal brackets, not rich markup
+    # Config names are never cut ("deco@144" and "deco@64" must stay apart); numbers fold when narrow.
+    name_width = max(len(header[columns[0]]), *(len(row[columns[0]]) for row in rows))
     for i in columns:
-        table.add_column(header[i], justify="left" if i == 0 else "right")
+        if i == columns[0]:
+            table.add_column(header[i], justify="left", no_wrap=True, min_width=name_width)
+        else:
+            table.add_column(header[i], justify="right", overflow="fold")
     for row in rows:
         table.add_row(*[row[i] for i in columns])
     return table

@@ -1,0 +1,140 @@
+"""The README's shell and Python examples, run as printed, in order, in a fresh folder (`pytest -m docs`).
+
+Each ```bash / ```python block of README.md runs in one temporary folder shared by all blocks (later
+examples use what earlier ones wrote, as a reader following the README would), with the repository's
+`configs/` beside it as in a fresh clone. A block must exit 0, and every `prints "TEXT"` in its comments
+must appear in its output. A block whose comment says `not run by tests/test_readme.py: REASON` is
+skipped, and the skip names the line and the reason (installing into the current environment, minutes
+of demo training). `.ci/run` runs these; the default `pytest` run only checks that the README parses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+SKIP = re.compile(r"#\s*not run by tests/test_readme\.py:\s*(.*\S)")
+PRINTS = re.compile(r'prints "([^"]+)"')
+FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
+BLOCK_TIMEOUT_S = 1200  # the slowest block (train + kill + resume) takes a few minutes on a busy 2-core VM
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced example of the README."""
+
+    line: int  # 1-based line of the opening fence
+    section: str  # the heading above it
+    lang: str  # bash or python
+    code: str
+    skip: str | None  # the marker's reason, if the block is not run
+    expects: tuple[str, ...]  # texts the block's output must contain
+
+    @property
+    def name(self) -> str:
+        """Test id: section, language and line."""
+        words = re.findall(r"[a-z0-9]+", self.section.lower())[:3]
+        return f"{'-'.join(words) or 'top'}-{self.lang}-line{self.line}"
+
+
+def readme_blocks(text: str) -> list[Block]:
+    """The ```bash and ```python blocks of a Markdown text, de-indented (blocks inside list items)."""
+    blocks, lines, i, section = [], text.splitlines(), 0, ""
+    while i < len(lines):
+        if lines[i].startswith("## "):
+            section = lines[i][3:]
+        start = FENCE.match(lines[i])
+        if not start or not start.group(2):
+            i += 1
+            continue
+        indent, lang, body = len(start.group(1)), start.group(2), []
+        i += 1
+        while i < len(lines) and not FENCE.match(lines[i]):
+            body.append(lines[i][indent:] if lines[i][:indent].strip() == "" else lines[i])
+            i += 1
+        i += 1  # the closing fence
+        if lang in ("bash", "python"):
+            code = "\n".join(body) + "\n"
+            skip = SKIP.search(code)
+            blocks.append(Block(i - len(body) - 1, section, lang, code, skip.group(1) if skip else None,
+                                tuple(PRINTS.findall(code))))
+    return blocks
+
+
+BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
+
+
+def test_readme_examples_parse():
+    """Every example is either run (and says what it prints somewhere) or skipped with a reason."""
+    assert len(BLOCKS) >= 8
+    runnable = [b for b in BLOCKS if b.skip is None]
+    assert len(runnable) >= 6 and sum(len(b.expects) for b in runnable) >= 5
+    for block in BLOCKS:
+        assert block.skip is None or len(block.skip) > 10, f"README line {block.line}: give a reason for the skip"
+
+
+def test_parser_reads_markers_and_indented_blocks():
+    text = ("x\n```bash\ndeco sample s   # prints \"wrote 8\"\n```\n- item\n\n  ```python\n  print(1)\n  ```\n"
+            "```bash\n# not run by tests/test_readme.py: installs packages\npip install x\n```\n```\nlayout\n```\n")
+    blocks = readme_blocks(text)
+    assert [b.name for b in blocks] == ["top-bash-line2", "top-python-line7", "top-bash-line10"]
+    assert [(b.lang, b.line, b.expects, b.skip) for b in blocks] == [
+        ("bash", 2, ("wrote 8",), None), ("python", 7, (), None), ("bash", 10, (), "installs packages")]
+    assert blocks[1].code == "print(1)\n"
+
+
+class Workspace:
+    """The shared folder, running blocks in README order (a block selected alone first runs those before it)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "configs").symlink_to(REPO / "configs", target_is_directory=True)
+        self.done: dict[int, str] = {}
+        bin_dir = str(Path(sys.executable).parent)  # the `deco` console script and `python` of this venv
+        self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                    "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        for name in ("DECO_THREADS", "OMP_NUM_THREADS"):  # the README's defaults, not the test runner's
+            self.env.pop(name, None)
+
+    def run_through(self, index: int) -> str:
+        """Run every runnable block up to `index` not yet run; return block `index`'s output."""
+        for i, block in enumerate(BLOCKS[: index + 1]):
+            if block.skip is None and i not in self.done:
+                self.done[i] = self._run(block)
+        return self.done[index]
+
+    def _run(self, block: Block) -> str:
+        if block.lang == "bash":
+            cmd, stdin = ["bash", "-c", "set -euo pipefail\n" + block.code], None
+        else:
+            cmd, stdin = [sys.executable, "-"], block.code
+        proc = subprocess.run(cmd, cwd=self.root, env=self.env, input=stdin, capture_output=True, text=True,
+                              timeout=BLOCK_TIMEOUT_S)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"README line {block.line} exited {proc.returncode}:\n{block.code}\n{output[-4000:]}"
+        return output
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return Workspace(tmp_path_factory.mktemp("readme"))
+
+
+@pytest.mark.docs
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[b.name for b in BLOCKS])
+def test_readme_example_runs_as_printed(workspace: Workspace, index: int) -> None:
+    block = BLOCKS[index]
+    if block.skip is not None:
+        pytest.skip(f"README line {block.line}: {block.skip}")
+    output = workspace.run_through(index)
+    flat = " ".join(output.split())  # rich wraps long lines; compare with whitespace collapsed
+    for text in block.expects:
+        assert " ".join(text.split()) in flat, f"README line {block.line}: expected {text!r} in:\n{output[-4000:]}"
