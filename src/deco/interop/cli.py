@@ -14,6 +14,7 @@ import typer
 class ExportFormat(str, Enum):
     """Folder layouts `deco export` writes."""
 
+    hf = "hf"
     hf_llava = "hf-llava"
     deco = "deco"
 
@@ -40,8 +41,10 @@ def export_command(
     model: Annotated[Path, typer.Option("--model", help=MODEL_HELP)],
     out: Annotated[Path, typer.Option("--out", help="Folder to write (must be empty or new).")],
     format: Annotated[
-        ExportFormat, typer.Option("--format", help="hf-llava: LlavaForConditionalGeneration (mlp/linear "
-                                   "projectors); deco: self-describing folder for any projector.")
+        ExportFormat, typer.Option("--format", help="hf: a transformers model (model_type deco, any projector; "
+                                   "AutoModelForImageTextToText after `import deco`); hf-llava: "
+                                   "LlavaForConditionalGeneration (mlp/linear projectors); deco: deco's own folder "
+                                   "for any projector. Every folder gets a model card (README.md).")
     ] = ExportFormat.hf_llava,
     template: Annotated[
         str | None, typer.Option("--template", help="Conversation template to record (default: the model's own).")
@@ -52,7 +55,7 @@ def export_command(
     dtype: Annotated[str | None, typer.Option("--dtype", help=DTYPE_HELP)] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help=PICKLE_HELP)] = False,
 ) -> None:
-    """Write a model as an HF LLaVA checkpoint or a deco folder: exactly what a hub upload would hold."""
+    """Write a model as a transformers folder, an HF LLaVA checkpoint or a deco folder: what a hub upload holds."""
     from deco.errors import ConfigError
     from deco.interop.export import export_model
 

@@ -1,7 +1,10 @@
-"""Export a model to a folder someone else can load: HF LLaVA (mlp/linear projectors) or deco's own format.
+"""Export a model to a folder someone else can load: a transformers model of model_type "deco" (`hf`, any
+projector), HF LLaVA (`hf-llava`, mlp/linear projectors) or deco's own format (`deco`).
 
-Both folders hold exactly what a hub upload would: configs, safetensors weights, tokenizer files and
-the processor/chat template; no pickles, no training state. The deco folder loads with
+Every folder holds exactly what a hub upload would: configs, safetensors weights, tokenizer files, the
+chat template and a model card (README.md: projector, tokens per image, towers, the training run and
+any `deco score` results beside it); no pickles, no training state. `hf` loads with
+`AutoModelForImageTextToText.from_pretrained(DIR)` after `import deco`; the deco folder loads with
 
     from deco.model import load_model
     model = load_model("DIR")
@@ -18,10 +21,12 @@ import torch
 from deco.errors import ConfigError
 from deco.interop.chat_template import jinja_chat_template
 from deco.interop.checkpoint import find_pickles
+from deco.interop.model_card import render_card
 from deco.interop.resolve import load_any_model, prompt_style
 from deco.model import DecoModel, load_model, save_model
 
-FORMATS = ("hf-llava", "deco")
+FORMATS = ("hf", "hf-llava", "deco")
+CARD_FILE = "README.md"
 
 
 def save_deco(model: DecoModel, out: str | Path, template: str | None = None) -> Path:
@@ -36,6 +41,21 @@ def save_deco(model: DecoModel, out: str | Path, template: str | None = None) ->
         return save_model(model, out)
     finally:
         model.tokenizer = tokenizer
+
+
+def save_hf(model: DecoModel, out: str | Path, template: str | None = None, card: str | None = None) -> Path:
+    """A transformers folder (model_type "deco") for any projector, with the chat template and a model card."""
+    from deco.interop.hf_model import to_hf
+
+    tokenizer = model.tokenizer
+    if template is not None:
+        model.tokenizer = copy.deepcopy(tokenizer)
+        model.tokenizer.chat_template = jinja_chat_template(template)
+    try:
+        to_hf(model, card).save_pretrained(out)
+    finally:
+        model.tokenizer = tokenizer
+    return Path(out)
 
 
 def probe_inputs(model: DecoModel, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -58,6 +78,10 @@ def logits_difference(model: DecoModel, out: Path, fmt: str) -> float:
         from transformers import LlavaForConditionalGeneration
 
         reloaded = LlavaForConditionalGeneration.from_pretrained(str(out), dtype=model.llm.dtype).eval()
+    elif fmt == "hf":
+        from transformers import AutoModelForImageTextToText
+
+        reloaded = AutoModelForImageTextToText.from_pretrained(str(out)).eval()
     else:
         reloaded = load_model(out).eval()
     got = reloaded(**batch).logits.float()
@@ -82,13 +106,17 @@ def export_model(
     model = load_any_model(path, allow_pickle=allow_pickle, dtype=dtype)
     style = prompt_style(model, path, template)
     out = Path(out)
+    card = render_card(model, path)  # the run's record and scores sit beside the source, not the export
     if fmt == "hf-llava":
         from deco.interop.llava_hf import export_hf_llava, llava_projector_state
 
         llava_projector_state(model)  # refuse compressing projectors before writing anything
         export_hf_llava(model, out, style.template)
+    elif fmt == "hf":
+        save_hf(model, out, style.template, card)
     else:
         save_deco(model, out, style.template)
+    (out / CARD_FILE).write_text(card, encoding="utf-8")
     pickles = find_pickles(out)
     if pickles:  # never expected; a hub upload of this folder must not carry pickles
         raise ConfigError(f"export wrote pickle files {pickles[:3]}; please report this")

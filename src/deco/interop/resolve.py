@@ -22,7 +22,8 @@ DEFAULT_TEMPLATE = "vicuna_v1"
 
 
 def locate_model(path: str | Path) -> tuple[Path, str]:
-    """(folder, kind) for a saved deco model ('deco'), an HF LLaVA checkpoint ('hf-llava'), or a run
+    """(folder, kind) for a saved deco model ('deco'), an HF LLaVA checkpoint ('hf-llava'), a transformers
+    deco folder ('hf-deco'), or a run
     folder's `final/` model; a ConfigError says what was found instead."""
     path = Path(path)
     if not path.exists():
@@ -35,6 +36,8 @@ def locate_model(path: str | Path) -> tuple[Path, str]:
         config = read_hf_config(path)
         if config.get("model_type") == "llava":
             return path, "hf-llava"
+        if config.get("model_type") == "deco":  # `deco export --format hf` / save_pretrained
+            return path, "hf-deco"
         raise ConfigError(
             f"'{path}' is a {describe_architecture(config)} checkpoint; expected a saved deco model "
             f"({CONFIG_FILE}), a run folder with final/, or an HF LLaVA checkpoint (model_type 'llava')"
@@ -56,6 +59,11 @@ def load_any_model(path: str | Path, allow_pickle: bool = False, dtype: str | No
         from deco.interop.llava_hf import import_llava_hf
 
         return import_llava_hf(folder, dtype=dtype, allow_pickle=allow_pickle)
+    if kind == "hf-deco":
+        from deco.interop.hf_model import DecoForConditionalGeneration
+
+        return DecoForConditionalGeneration.from_pretrained(folder, use_safetensors=None if allow_pickle else True,
+                                                            **({"dtype": dtype} if dtype else {})).deco.eval()
     return load_model(folder).eval()
 
 
