@@ -120,6 +120,7 @@ _COMMAND_MODULES = (
     "deco.interop.cli",
     "deco.app.cli",
     "deco.sample.cli",
+    "deco.data.cli",
 )
 
 
@@ -143,8 +144,12 @@ def main() -> None:
     try:
         export_thread_env()  # before torch is imported: every command follows one thread rule
         app()
-    except DecoError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+    except (DecoError, OSError) as exc:
+        # OSError: an unwritable folder or a full disk is the machine's state, not a bug: one line too.
+        # soft_wrap: never hard-wrap, so a long path stays on one line in a log file.
+        from rich.markup import escape
+
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

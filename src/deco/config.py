@@ -95,6 +95,11 @@ class DataSection:
     template: str = "plain"
     max_length: int = 2048
     on_bad_sample: Literal["error", "skip"] = "error"
+    # Before step 1: "exists" checks every image file is there; "decode" decodes every image in
+    # parallel (the `deco data check` pass), so a corrupt file cannot stop a run hours in.
+    check_images: Literal["exists", "decode"] = "exists"
+    # Image paths that resolve (symlinks followed) outside image_folder are refused unless set.
+    allow_outside_image_folder: bool = False
     allow_multi_image: bool = False
     group_by_modality_length: bool = False
     num_workers: int = 0

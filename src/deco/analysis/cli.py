@@ -38,6 +38,9 @@ def analyze_command(
     duplicate_cos: Annotated[float, typer.Option(help="Cosine at or above which two tokens are near-duplicates.")] = 0.95,
     max_queries: Annotated[int, typer.Option(help="Most tokens drawn in the Query-to-Patch figure.")] = 64,
     chunk_size: Annotated[int, typer.Option(help="Tokens explained per backward pass (memory vs speed).")] = 8,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Allow pickle (.bin/.pt) weights. Only for files you trust.")
+    ] = False,
 ) -> None:
     """Relevance maps (Query-to-Patch, Text-to-Query, Text-to-Patch) for one answer, or --metrics over images."""
     from deco.errors import ConfigError
@@ -45,19 +48,19 @@ def analyze_command(
     if metrics:
         if images is None:
             raise ConfigError("--metrics needs --images DIR (a folder of images to measure the projectors on)")
-        _metrics(model, images, out, route, max_images, threshold, duplicate_cos, chunk_size)
+        _metrics(model, images, out, route, max_images, threshold, duplicate_cos, chunk_size, allow_pickle)
         return
     if image is None or question is None:
         raise ConfigError("explaining an answer needs --image IMG and --question TEXT (or use --metrics --images DIR)")
     if len(model) != 1:
         raise ConfigError(f"explaining an answer takes one --model, got {len(model)} (several are for --metrics)")
     _explain(model[0], image, question, answer, None if template == "none" else template, max_new_tokens,
-             route, out, max_queries, chunk_size)
+             route, out, max_queries, chunk_size, allow_pickle)
 
 
 def _explain(
     model_path: str, image: Path, question: str, answer: str | None, template: str | None, max_new_tokens: int,
-    route: str, out: Path, max_queries: int, chunk_size: int,
+    route: str, out: Path, max_queries: int, chunk_size: int, allow_pickle: bool = False,
 ) -> None:
     from deco.analysis.explanation import explain, load_images
     from deco.analysis.loading import load_for_analysis
@@ -66,7 +69,7 @@ def _explain(
 
     build_prompt(question, template)  # bad question or template: fail before loading anything
     (pil,) = load_images(image)  # unreadable image: fail before loading the model
-    model = load_for_analysis(model_path)
+    model = load_for_analysis(model_path, allow_pickle)
     exp = explain(model, pil, question, answer, template, max_new_tokens, route, chunk_size)
     paths = write_explanation(exp, out, Path(model_path).name, max_queries)
     typer.echo(f"answer: {exp.answer!r}")
@@ -77,14 +80,15 @@ def _explain(
 
 def _metrics(
     models: list[str], images: Path, out: Path, route: str, max_images: int, threshold: float,
-    duplicate_cos: float, chunk_size: int,
+    duplicate_cos: float, chunk_size: int, allow_pickle: bool = False,
 ) -> None:
     from deco.analysis.compare import compare_projectors, markdown_table, write_table
     from deco.analysis.figures import metrics_bar_chart
     from deco.analysis.loading import images_in
 
     files = images_in(images, max_images)
-    rows = compare_projectors(list(models), files, route, threshold, duplicate_cos, max_images, chunk_size)
+    rows = compare_projectors(list(models), files, route, threshold, duplicate_cos, max_images, chunk_size,
+                              allow_pickle)
     json_path, md_path = write_table(rows, out)
     chart = metrics_bar_chart(rows, out / "metrics.png", f"Visual-token metrics on {len(files)} images")
     typer.echo(markdown_table(rows))

@@ -75,6 +75,7 @@ def compare_projectors(
     duplicate_cos: float = 0.95,
     max_images: int | None = 32,
     chunk_size: int = 16,
+    allow_pickle: bool = False,
 ) -> list[dict[str, Any]]:
     """One metrics row per model on the same images: models by label (dict) or as a list; models are
     DecoModels or saved-model/run paths; images are paths/PIL images or a folder."""
@@ -87,7 +88,7 @@ def compare_projectors(
     for label, model in items:
         if isinstance(model, (str, Path)):
             label = label or Path(model).name
-            model = load_for_analysis(model)
+            model = load_for_analysis(model, allow_pickle)
         rows.append(projector_metrics(model, images, label, route, threshold, duplicate_cos, chunk_size))
     labels = [r["model"] for r in rows]
     for k, r in enumerate(rows):  # two models with one projector name would read the same in a table

@@ -28,9 +28,9 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise ConfigError(f"'{path}' is neither a saved deco model ({CONFIG_FILE}) nor a run directory with final/")
 
 
-def load_for_analysis(path: str | Path) -> DecoModel:
-    """Load a saved model (or a run's final model) in eval mode."""
-    return load_model(resolve_model_dir(path)).eval()
+def load_for_analysis(path: str | Path, allow_pickle: bool = False) -> DecoModel:
+    """Load a saved model (or a run's final model) in eval mode (pickle weights only if the caller allows)."""
+    return load_model(resolve_model_dir(path), allow_pickle=allow_pickle).eval()
 
 
 def images_in(directory: str | Path, max_images: int | None = None) -> list[Path]:

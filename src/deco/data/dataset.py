@@ -6,8 +6,10 @@ ones are known before training starts. They are dropped from the index (or raise
 `on_bad_sample="error"`), `len(dataset)` counts only good samples, and every rank of a distributed
 run sees the same index. Images are the expensive part and stay lazy: a missing or corrupt image
 file found while loading always raises (naming the file and sample), because a map-style dataset
-cannot drop a sample once the sampler has picked it; `check_images=True` finds missing files up front
-instead, where they can be skipped.
+cannot drop a sample once the sampler has picked it; `check_images="exists"` (or True) finds missing
+files up front instead, where they can be skipped, and `check_images="decode"` decodes every image up
+front in parallel (deco.data.check), so corrupt files are found before step 1 too. Image paths that
+resolve (symlinks followed) outside `image_folder` are bad samples unless `allow_outside_image_folder`.
 
 Token ids are kept in one flat int32 array (not Python lists) so that forked DataLoader workers share
 them instead of copying: 665K LLaVA samples would otherwise cost gigabytes per worker.
@@ -30,9 +32,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from deco.data.check import image_problems
 from deco.data.encoding import IGNORE_INDEX, ConversationEncoder, Encoded
 from deco.data.images import DEFAULT_MAX_PIXELS, load_image
-from deco.data.records import Record, find_missing_images, load_records, resolve_image
+from deco.data.records import Record, load_records, resolve_image
 from deco.data.templates import Template, get_template
 from deco.errors import ConfigError, DataError
 from deco.model.anyres import Layout, select_layout
@@ -41,7 +44,8 @@ from deco.model.processor import Processor
 log = logging.getLogger(__name__)
 
 SKIP_REASONS = ("tokenization_mismatch", "empty_loss", "image_truncated", "bad_for_template", "missing_image",
-                "unreadable_image")
+                "unreadable_image", "outside_image_folder")
+_CHECK_MODES = {False: None, None: None, True: "exists", "exists": "exists", "decode": "decode"}
 _CHUNK = 1024
 
 
@@ -59,13 +63,17 @@ class ConversationDataset(Dataset):
         template: str | Template,
         max_length: int,
         on_bad_sample: str = "error",
-        check_images: bool = False,
+        check_images: bool | str = False,
         allow_multi_image: bool = False,
         system: str | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        allow_outside_image_folder: bool = False,
+        check_workers: int | None = None,
     ) -> None:
         if on_bad_sample not in ("error", "skip"):
             raise ConfigError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
+        if check_images not in _CHECK_MODES:
+            raise ConfigError(f"check_images must be 'exists' or 'decode' (or a bool), got {check_images!r}")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
             raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
         if processor.tokenizer.pad_token_id is None:
@@ -84,16 +92,27 @@ class ConversationDataset(Dataset):
         self.max_pixels = max_pixels
         self.skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
         self.skipped_ids: dict[str, list[str]] = {r: [] for r in SKIP_REASONS}
-        self._build(records, ConversationEncoder(processor.tokenizer, self.template), system, check_images)
+        # Every skipped sample with where it came from, for the run directory's skipped_samples.jsonl.
+        self.bad_samples: list[dict[str, str]] = []
+        self.allow_outside_image_folder = allow_outside_image_folder
+        self.check_workers = check_workers
+        self.images_checked = (0, 0.0)  # (images decoded up front, seconds)
+        self._build(records, ConversationEncoder(processor.tokenizer, self.template), system,
+                    _CHECK_MODES[check_images])
 
     # ---- building the index -------------------------------------------------------------------
 
     def _build(
-        self, records: Sequence[Record], encoder: ConversationEncoder, system: str | None, check: bool
+        self, records: Sequence[Record], encoder: ConversationEncoder, system: str | None, check: str | None
     ) -> None:
-        missing = (
-            {id(rec): path for rec, path in find_missing_images(records, self.image_folder)} if check else {}
-        )
+        problems: dict[int, tuple[str, str]] = {}
+        if check is not None or (self.image_folder is not None and not self.allow_outside_image_folder):
+            found, n, seconds = image_problems(records, self.image_folder, check == "decode",
+                                               self.allow_outside_image_folder, self.check_workers, self.max_pixels)
+            self.images_checked = (n, seconds)
+            # Without a check only the folder rule applies (video entries may be frame folders).
+            problems = {id(records[i]): p for i, p in found.items()
+                        if check is not None or p[0] == "outside_image_folder"}
         ids_parts: list[np.ndarray] = []
         mask_parts: list[np.ndarray] = []
         self.sample_ids: list[str] = []
@@ -106,8 +125,8 @@ class ConversationDataset(Dataset):
             chunk = records[start : start + _CHUNK]
             rendered, todo = [], []
             for rec in chunk:
-                if id(rec) in missing:
-                    self._bad(rec, "missing_image", f"image file not found: {missing[id(rec)]}")
+                if id(rec) in problems:
+                    self._bad(rec, *problems[id(rec)])
                     continue
                 try:
                     rendered.append(self.template.segments(rec.turns, system))
@@ -213,6 +232,7 @@ class ConversationDataset(Dataset):
             raise DataError(text + " (set on_bad_sample='skip' to skip such samples)")
         self.skipped[reason] += 1
         self.skipped_ids[reason].append(rec.id)
+        self.bad_samples.append({"id": rec.id, "source": rec.source, "reason": reason, "message": message})
         log.warning("skipping %s [%s]", text, reason)
 
     def _skip_summary(self) -> str:

@@ -45,6 +45,15 @@ class Record:
 def load_records(path: str | Path, allow_multi_image: bool = False) -> list[Record]:
     """Read and validate a .json (list of records) or .jsonl (one record per line) file."""
     path = Path(path)
+    return [
+        validate_record(obj, source, allow_multi_image, f"{path.name}#{i}")
+        for i, (obj, source) in enumerate(read_located(path))
+    ]
+
+
+def read_located(path: str | Path) -> list[tuple[Any, str]]:
+    """Parse a JSON list or JSONL file into (object, 'file:line[:col]') pairs, without validating them."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     text = _decode(path)
@@ -68,10 +77,7 @@ def load_records(path: str | Path, allow_multi_image: bool = False) -> list[Reco
         )
     if not located:
         raise DataError(f"{path}: empty dataset (no records)")
-    return [
-        validate_record(obj, source, allow_multi_image, f"{path.name}#{i}")
-        for i, (obj, source) in enumerate(located)
-    ]
+    return located
 
 
 def records_from_dicts(
@@ -257,6 +263,20 @@ def _check_markers(
 def resolve_image(image_folder: str | Path | None, relative: str) -> Path:
     """The file of an image path from a record (relative to `image_folder`, or as given if None)."""
     return Path(relative) if image_folder is None else Path(image_folder) / relative
+
+
+def outside_folder(image_folder: str | Path | None, path: Path) -> Path | None:
+    """The resolved file (symlinks followed) when it lies outside `image_folder`, else None."""
+    if image_folder is None:
+        return None
+    real, root = path.resolve(), Path(image_folder).resolve()
+    return None if real.is_relative_to(root) else real
+
+
+def outside_message(image_folder: str | Path, relative: str, real: Path) -> str:
+    """Why an image path is refused: where it resolves, and the setting that would allow it."""
+    return (f"image path '{relative}' resolves to {real}, outside data.image_folder {Path(image_folder).resolve()} "
+            "(set data.allow_outside_image_folder: true if that is intended)")
 
 
 def find_missing_images(

@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
                                                       "annotations' OCR tokens, as LLaVA-1.5 reports its numbers "
                                                       "(default: eval.ocr, on).")] = None,
         submission: Annotated[Path | None, typer.Option(help=_SUBMISSION_HELP)] = None,
+        allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin/.pt) weights in the "
+                                                   "model folder. Only for files you trust.")] = False,
     ) -> None:
         """Answer a benchmark's questions with greedy decoding, write one JSON line each, then score.
 
@@ -81,7 +83,8 @@ def register(app: typer.Typer) -> None:
             template=template or defaults.template, limit=limit, ocr=defaults.ocr if ocr is None else ocr,
             submission=submission or (Path(defaults.submission) if defaults.submission else None),
         )
-        summary = run_eval(resolve_model_dir(model), settings, device=device, log=typer.echo)
+        summary = run_eval(resolve_model_dir(model), settings, device=device, log=typer.echo,
+                           allow_pickle=allow_pickle)
         rate = summary["questions_per_second"]
         typer.echo(f"{summary['answered_now']} answered in {summary['seconds']:.1f} s"
                    + (f" ({rate:.2f} questions/s, {summary['tokens_per_second']:.1f} tokens/s)" if rate else "")

@@ -31,6 +31,7 @@ from deco.eval.prompts import question_text
 from deco.eval.score import get_benchmark, score
 from deco.model.builder import CONFIG_FILE, load_model
 from deco.model.multimodal import DecoModel
+from deco.runlock import locked
 
 RUN_CONFIG = "config.yaml"  # the resolved config every training run directory holds
 
@@ -88,14 +89,23 @@ def run_eval(
     device: str | None = None,
     log: Callable[[str], None] = print,
     generate_kwargs: dict[str, Any] | None = None,
+    allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Answer the benchmark's questions not yet in `settings.out`, append them, and score the file.
 
     `model` is a loaded DecoModel, a saved model folder, or a run directory with `final/`. Returns a
     summary: counts, timing, and the `score()` result (`scored: false` with the submission file for a test
-    split without answers; `score_error` when the file cannot be scored).
+    split without answers; `score_error` when the file cannot be scored). One writer per `--out`: a
+    second run on the same file fails at once, naming the first (`OUT.lock`).
     """
-    s = settings
+    out = Path(settings.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locked(out.with_name(out.name + ".lock"), f"--out {out}", "deco eval", say=log):
+        return _run_eval(model, settings, device, log, generate_kwargs, allow_pickle)
+
+
+def _run_eval(model: DecoModel | str | Path, s: EvalSettings, device: str | None, log: Callable[[str], None],
+              generate_kwargs: dict[str, Any] | None, allow_pickle: bool) -> dict[str, Any]:
     all_samples = get_benchmark(s.benchmark).load(s.data)  # a file mixing answered and unanswered questions fails
     samples, notes = askable(s.benchmark, all_samples)
     if s.limit is not None:
@@ -107,7 +117,7 @@ def run_eval(
     model_path = "<in-memory model>"
     if not isinstance(model, DecoModel):
         model_path = str(resolve_model_dir(model).resolve())
-        model = load_model(model_path)
+        model = load_model(model_path, allow_pickle=allow_pickle)
     run = {"benchmark": s.benchmark, "model_id": model_fingerprint(model.projector, model.config),
            "template": s.template, "max_new_tokens": s.max_new_tokens}
     if s.benchmark == "textvqa":

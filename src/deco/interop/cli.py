@@ -21,7 +21,7 @@ class ExportFormat(str, Enum):
 
 MODEL_HELP = "A run folder (its final/), a saved deco model folder, or an HF LLaVA checkpoint folder."
 DTYPE_HELP = "float32, bfloat16 or float16 for HF LLaVA folders (default: the checkpoint's own)."
-PICKLE_HELP = "Allow pickle (.bin/.pt) weights in HF folders. Only for files you trust: unpickling runs code."
+PICKLE_HELP = "Allow pickle (.bin/.pt) weights in model folders. Only for files you trust: unpickling runs code."
 
 
 @contextlib.contextmanager

@@ -64,7 +64,7 @@ def load_any_model(path: str | Path, allow_pickle: bool = False, dtype: str | No
 
         return DecoForConditionalGeneration.from_pretrained(folder, use_safetensors=None if allow_pickle else True,
                                                             **({"dtype": dtype} if dtype else {})).deco.eval()
-    return load_model(folder).eval()
+    return load_model(folder, allow_pickle=allow_pickle).eval()
 
 
 @dataclass

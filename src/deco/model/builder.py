@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import pickle
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +46,29 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     `vision_tower` lets callers pass an encoder built in-process (the demo's) instead of HF's.
     """
     if config.model.load_from:
-        return load_model(config.model.load_from)
+        return load_model(config.model.load_from, allow_pickle=config.model.allow_pickle)
     dtype = DTYPES[config.model.dtype]
     if vision_tower is None:
         v = config.vision
-        vision_tower = load_vision_tower(
-            v.pretrained, v.arch, v.hf_config, v.feature_layer, dtype, config.model.allow_pickle
-        )
+        with unpickle_guard(v.pretrained):
+            vision_tower = load_vision_tower(
+                v.pretrained, v.arch, v.hf_config, v.feature_layer, dtype, config.model.allow_pickle
+            )
     quantization = None
     if config.train.lora.enabled and config.train.lora.quantize_4bit:
         from deco.interop.lora import qlora_quantization_config  # checks bitsandbytes + CUDA first
 
         quantization = qlora_quantization_config(torch.bfloat16 if dtype == torch.float32 else dtype)
-    llm = load_llm(
-        config.llm.pretrained,
-        config.llm.arch,
-        config.llm.hf_config,
-        dtype,
-        config.llm.attn_implementation,
-        config.model.allow_pickle,
-        quantization,
-    )
+    with unpickle_guard(config.llm.pretrained):
+        llm = load_llm(
+            config.llm.pretrained,
+            config.llm.arch,
+            config.llm.hf_config,
+            dtype,
+            config.llm.attn_implementation,
+            config.model.allow_pickle,
+            quantization,
+        )
     tokenizer = resolve_tokenizer(config.llm.tokenizer, config.llm.pretrained)
     image_token_id = ensure_image_token(tokenizer)
     fit_embeddings(llm, tokenizer)
@@ -86,6 +92,30 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     if config.vision.anyres.enabled:
         enable_anyres_from(model, config.vision.anyres)
     return model
+
+
+@contextlib.contextmanager
+def unpickle_guard(source: str | None) -> Iterator[None]:
+    """Turn a refused or failing unpickle (torch's weights_only loader) into one ConfigError line."""
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        text = str(exc)
+        if isinstance(exc, RuntimeError) and "weights_only" not in text and "Weights only" not in text:
+            raise
+        raise ConfigError(
+            f"refused to unpickle weights from '{source}': {_pickle_reason(text)}; only plain tensors are "
+            "unpickled, even with --allow-pickle (convert the weights to safetensors)"
+        ) from None
+
+
+def _pickle_reason(text: str) -> str:
+    """The one informative line of torch's long weights_only message (e.g. 'Unsupported global: ...')."""
+    for line in text.splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return line.strip().removeprefix("WeightsUnpickler error: ").split(". Please")[0]
+    first = re.sub(r"\x1b\[[0-9;]*m", "", text.strip().splitlines()[0]) if text.strip() else ""
+    return first or "unreadable pickle"
 
 
 def enable_anyres_from(model: DecoModel, section: AnyResSection) -> None:
@@ -139,8 +169,13 @@ def read_model_meta(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_model(directory: str | Path, vision_tower: VisionTower | None = None) -> DecoModel:
-    """Load a model written by save_model; the round trip is exact."""
+def load_model(directory: str | Path, vision_tower: VisionTower | None = None, allow_pickle: bool = False) -> DecoModel:
+    """Load a model written by save_model; the round trip is exact.
+
+    Pickle weights inside the folder load only with `allow_pickle=True`, the caller's decision: a
+    `model.allow_pickle` written in the folder's own deco_model.json is ignored (a downloaded folder
+    must not be able to turn unpickling on for itself).
+    """
     directory = Path(directory)
     meta = read_model_meta(directory)
     sections = meta["sections"]
@@ -152,6 +187,7 @@ def load_model(directory: str | Path, vision_tower: VisionTower | None = None) -
         llm=_from_dict(LLMSection, sections["llm"], source, "llm."),
     )
     config.model.load_from = None
+    config.model.allow_pickle = allow_pickle
     if "multi_level_layers" not in sections["vision"] and getattr(
         get_projector_class(config.projector.name), "wants_multi_level", False
     ):

@@ -84,7 +84,7 @@ def load_llm(
     except ValueError as exc:
         raise ConfigError(f"'{pretrained}' ({config.model_type}) is not a causal LM deco can load: {exc}") from None
     except OSError as exc:
-        hint = "" if allow_pickle else " (pickle-only weights are refused; set model.allow_pickle=true for trusted files)"
+        hint = "" if allow_pickle else " (pickle-only weights are refused; for trusted files pass --allow-pickle, or set model.allow_pickle=true in a training config)"
         raise ConfigError(f"cannot load LLM weights from '{pretrained}': {exc}{hint}") from None
 
 

@@ -19,17 +19,30 @@ def train_command(
     resume_from: Annotated[
         Path | None, typer.Option("--resume-from", help="Continue from this checkpoint folder.")
     ] = None,
+    allow_change: Annotated[
+        str | None, typer.Option("--allow-change", help="On resume, apply these changed settings from the resumed "
+                                 "step on, e.g. train.lr,train.max_steps (recorded in metrics.jsonl and "
+                                 "config_history.jsonl); any other change is refused.")
+    ] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Allow pickle (.bin/.pt) weights for vision.pretrained, "
+                           "llm.pretrained, model.load_from and BLIP-2 (model.allow_pickle=true). Only for files you trust.")
+    ] = False,
 ) -> None:
     """Train a model as CONFIG says: stage 1 trains the projector, stage 2 projector + LLM.
 
     The run directory (train.output_dir) gets config.yaml, versions.json, metrics.jsonl, checkpoint-N/
-    folders and final/ (a full model). A killed run continues with --resume, with the same losses.
+    folders and final/ (a full model). A killed run continues with --resume, with the same losses; a
+    resume with changed settings is refused (one line per setting) unless --allow-change names them.
+    One `deco train` per output_dir at a time (a lock file, .deco.lock, names the holder).
 
     Several processes: accelerate launch --config_file configs/accelerate/NAME.yaml -m deco.cli train CONFIG
     """
     from deco.train.entry import train_main
 
-    train_main(config, overrides or [], resume=str(resume_from) if resume_from is not None else resume)
+    extra = ["model.allow_pickle=true"] if allow_pickle else []
+    train_main(config, [*(overrides or []), *extra], resume=str(resume_from) if resume_from is not None else resume,
+               allow_change=allow_change)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,9 +23,9 @@ from deco.train.freeze import describe_trainable, set_train_modes
 from deco.train.loader import build_loader, loader_settings
 from deco.train.loop import Loop
 from deco.train.metrics import MetricsWriter
-from deco.train.probe import collapse_warning, measure, probe_images
 from deco.train.optim import build_optimizer, build_scheduler, optimizer_kind
 from deco.train.preflight import check_free_space, checkpoint_bytes, prepare_run_dir
+from deco.train.probe import collapse_warning, measure, probe_images
 from deco.train.progress import Reporter
 from deco.train.resume import (
     SKIPPED_FILE,

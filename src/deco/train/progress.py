@@ -38,7 +38,7 @@ class Reporter:
         if self.quiet:
             print(message, file=sys.stderr, flush=True)
         else:
-            self.console.print(message, markup=False)
+            self.console.print(message, markup=False, soft_wrap=True)  # whole lines in logs, never wrapped
 
     def start(self, total: int, done: int) -> None:
         """Open the bar at `done` of `total` optimizer steps (a resumed run starts part-way)."""

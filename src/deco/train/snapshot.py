@@ -33,14 +33,6 @@ from deco.train.state import STATE_VERSION, TrainState, capture_rng
 
 STATE_FORMAT = "deco-train-state"
 
-# Settings a resumed run must share with the saved one, or the data order / model would differ.
-MUST_MATCH = (
-    "model", "vision", "projector", "llm",
-    "data.train_file", "data.template", "data.max_length", "data.group_by_modality_length",
-    "data.allow_multi_image", "data.on_bad_sample",
-    "train.stage", "train.seed", "train.global_batch_size", "train.train_vision", "train.lora",
-)
-
 
 def trainable_names(model: DecoModel) -> list[str]:
     """Names of the trainable parameters (what a checkpoint holds)."""
@@ -110,19 +102,6 @@ def _projector_state(model: DecoModel, weights: dict[str, torch.Tensor]) -> dict
     return out
 
 
-def check_compatible(saved: dict[str, Any], config: Config, checkpoint: Path) -> None:
-    """Raise ConfigError naming the first setting that differs between the checkpoint's run and this one."""
-    now = config.to_dict()
-    for key in MUST_MATCH:
-        a, b = saved, now
-        for part in key.split("."):
-            a, b = a.get(part) if isinstance(a, dict) else None, b.get(part) if isinstance(b, dict) else None
-        if a != b:
-            raise ConfigError(
-                f"cannot resume from {checkpoint}: '{key}' was {a!r} in that run and is {b!r} now"
-            )
-
-
 def load_trainable(model: DecoModel, path: Path) -> None:
     """Copy a checkpoint's trainable tensors into the (unwrapped, unsharded) model, checking names/shapes."""
     tensors = load_tensors(path)
@@ -140,12 +119,11 @@ def load_trainable(model: DecoModel, path: Path) -> None:
             param.copy_(tensors[name])
 
 
-def read_resume(checkpoint: Path, config: Config) -> dict[str, Any]:
-    """Read and check a checkpoint's train_state.json for resuming this config."""
+def read_resume(checkpoint: Path) -> dict[str, Any]:
+    """Read a checkpoint's train_state.json (the settings are compared by deco.train.resume)."""
     saved = read_state(checkpoint)
     if saved.get("format") != STATE_FORMAT:
         raise ConfigError(f"{checkpoint / STATE_FILE}: format is {saved.get('format')!r}, expected {STATE_FORMAT!r}")
-    check_compatible(saved.get("config", {}), config, checkpoint)
     return saved
 
 

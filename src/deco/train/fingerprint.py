@@ -1,0 +1,96 @@
+"""What data a run trained on, by content rather than by path: the data file's hash and an image manifest.
+
+The data file is hashed in full (SHA-256; about a second per GB). Images are too many to hash, so a
+manifest of each referenced image's path (as written in the records), size and modification time is
+hashed instead: moving or copying the data with its times kept (`mv`, `cp -p`, `rsync -a`) keeps the
+fingerprint, while an edited, replaced or removed image changes it. The manifest itself is kept in
+the run directory (`data_manifest.tsv`) so a changed fingerprint can say which images changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deco.data.records import Record, resolve_image
+
+MANIFEST_FILE = "data_manifest.tsv"
+_SHOW = 3  # changed images named in a message
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_manifest(records: Sequence[Record], image_folder: str | Path | None) -> list[str]:
+    """'path<TAB>size<TAB>mtime_ns' for every distinct image path the records name, sorted by path."""
+    rows = []
+    for rel in sorted({rel for rec in records for rel in rec.images}):
+        try:
+            st = resolve_image(image_folder, rel).stat()
+            rows.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}")
+        except OSError:
+            rows.append(f"{rel}\tmissing\t-")
+    return rows
+
+
+def data_fingerprint(
+    train_file: str | Path, records: Sequence[Record], image_folder: str | Path | None
+) -> tuple[dict[str, Any], list[str]]:
+    """(fingerprint dict, manifest rows) of a run's training data."""
+    manifest = image_manifest(records, image_folder)
+    fingerprint = {
+        "data_file": str(train_file),
+        "data_sha256": file_sha256(train_file),
+        "data_bytes": Path(train_file).stat().st_size,
+        "records": len(records),
+        "images": len(manifest),
+        "images_manifest_sha256": hashlib.sha256("\n".join(manifest).encode("utf-8")).hexdigest(),
+    }
+    return fingerprint, manifest
+
+
+def write_manifest(rows: Sequence[str], path: Path) -> None:
+    """Write the manifest rows (one per line)."""
+    path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+
+
+def describe_change(old: dict[str, Any], new: dict[str, Any], old_manifest: Path | None, manifest: list[str]) -> str:
+    """What differs between two fingerprints, in one line ('' when they match)."""
+    parts = []
+    if old.get("data_sha256") != new["data_sha256"]:
+        parts.append(
+            f"data file content changed ({old.get('data_file')}: {old.get('records')} records, "
+            f"{old.get('data_bytes')} bytes, sha256 {str(old.get('data_sha256'))[:12]} -> {new['data_file']}: "
+            f"{new['records']} records, {new['data_bytes']} bytes, sha256 {new['data_sha256'][:12]})"
+        )
+    if old.get("images_manifest_sha256") != new["images_manifest_sha256"]:
+        parts.append("images changed: " + _manifest_diff(old_manifest, manifest, old.get("images")))
+    return "; ".join(parts)
+
+
+def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any) -> str:
+    if old_file is None or not old_file.is_file():
+        return f"{old_count} images in the run's manifest, {len(rows)} now (no {MANIFEST_FILE} kept to compare)"
+    before = dict(_split(line) for line in old_file.read_text(encoding="utf-8").splitlines() if line)
+    now = dict(_split(line) for line in rows)
+    changed = [p for p in now if p in before and now[p] != before[p]]
+    added = [p for p in now if p not in before]
+    removed = [p for p in before if p not in now]
+    out = []
+    for label, paths in (("modified (size or time)", changed), ("new", added), ("no longer used", removed)):
+        if paths:
+            out.append(f"{len(paths)} {label}: {', '.join(paths[:_SHOW])}" + (", ..." if len(paths) > _SHOW else ""))
+    return "; ".join(out) or "manifest differs"
+
+
+def _split(line: str) -> tuple[str, str]:
+    path, _, rest = line.partition("\t")
+    return path, rest
