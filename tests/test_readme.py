@@ -94,8 +94,8 @@ def test_parser_reads_markers_and_indented_blocks():
 class Workspace:
     """The shared folder, running blocks in README order (a block selected alone first runs those before it)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, blocks: list[Block]) -> None:
+        self.root, self.blocks = root, blocks
         (root / "configs").symlink_to(REPO / "configs", target_is_directory=True)
         self.done: dict[int, str] = {}
         bin_dir = str(Path(sys.executable).parent)  # the `deco` console script and `python` of this venv
@@ -106,7 +106,7 @@ class Workspace:
 
     def run_through(self, index: int) -> str:
         """Run every runnable block up to `index` not yet run; return block `index`'s output."""
-        for i, block in enumerate(BLOCKS[: index + 1]):
+        for i, block in enumerate(self.blocks[: index + 1]):
             if block.skip is None and i not in self.done:
                 self.done[i] = self._run(block)
         return self.done[index]
@@ -120,12 +120,15 @@ class Workspace:
                               timeout=BLOCK_TIMEOUT_S)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"README line {block.line} exited {proc.returncode}:\n{block.code}\n{output[-4000:]}"
+        flat = " ".join(output.split())  # rich wraps long lines; compare with whitespace collapsed
+        for text in block.expects:
+            assert " ".join(text.split()) in flat, f"README line {block.line}: expected {text!r} in:\n{output[-4000:]}"
         return output
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    return Workspace(tmp_path_factory.mktemp("readme"))
+    return Workspace(tmp_path_factory.mktemp("readme"), BLOCKS)
 
 
 @pytest.mark.docs
@@ -134,7 +137,17 @@ def test_readme_example_runs_as_printed(workspace: Workspace, index: int) -> Non
     block = BLOCKS[index]
     if block.skip is not None:
         pytest.skip(f"README line {block.line}: {block.skip}")
-    output = workspace.run_through(index)
-    flat = " ".join(output.split())  # rich wraps long lines; compare with whitespace collapsed
-    for text in block.expects:
-        assert " ".join(text.split()) in flat, f"README line {block.line}: expected {text!r} in:\n{output[-4000:]}"
+    workspace.run_through(index)
+
+
+def test_blocks_fail_on_wrong_output_or_exit_status(tmp_path):
+    blocks = readme_blocks('```bash\nX=shared; echo "hello   $X"  # prints "hello shared"\n```\n'
+                           '```bash\necho hello  # prints "goodbye"\n```\n```bash\nfalse; echo after\n```\n'
+                           '```python\nimport os; print(sorted(os.listdir(".")))  # prints "configs"\n```\n')
+    workspace = Workspace(tmp_path, blocks)
+    assert "hello   shared" in workspace.run_through(0)  # matched with whitespace collapsed
+    with pytest.raises(AssertionError, match="expected 'goodbye'"):
+        workspace.run_through(1)
+    with pytest.raises(AssertionError, match="exited 1"):
+        workspace.run_through(2)
+    assert "configs" in workspace.run_through(3)
