@@ -96,6 +96,7 @@ class Workspace:
 
     def __init__(self, root: Path, blocks: list[Block]) -> None:
         self.root, self.blocks = root, blocks
+        root.mkdir(parents=True, exist_ok=True)
         (root / "configs").symlink_to(REPO / "configs", target_is_directory=True)
         self.done: dict[int, str] = {}
         bin_dir = str(Path(sys.executable).parent)  # the `deco` console script and `python` of this venv
@@ -141,13 +142,14 @@ def test_readme_example_runs_as_printed(workspace: Workspace, index: int) -> Non
 
 
 def test_blocks_fail_on_wrong_output_or_exit_status(tmp_path):
-    blocks = readme_blocks('```bash\nX=shared; echo "hello   $X"  # prints "hello shared"\n```\n'
-                           '```bash\necho hello  # prints "goodbye"\n```\n```bash\nfalse; echo after\n```\n'
-                           '```python\nimport os; print(sorted(os.listdir(".")))  # prints "configs"\n```\n')
-    workspace = Workspace(tmp_path, blocks)
+    ok = readme_blocks('```bash\nX=shared; echo "hello   $X"  # prints "hello shared"\n```\n'
+                       '```python\nimport os; print(sorted(os.listdir(".")))  # prints "configs"\n```\n')
+    workspace = Workspace(tmp_path / "ok", ok)
     assert "hello   shared" in workspace.run_through(0)  # matched with whitespace collapsed
+    assert "configs" in workspace.run_through(1)
+    wrong = readme_blocks('```bash\necho hello  # prints "goodbye"\n```\n')
     with pytest.raises(AssertionError, match="expected 'goodbye'"):
-        workspace.run_through(1)
+        Workspace(tmp_path / "wrong", wrong).run_through(0)
+    failing = readme_blocks("```bash\nfalse; echo after\n```\n")
     with pytest.raises(AssertionError, match="exited 1"):
-        workspace.run_through(2)
-    assert "configs" in workspace.run_through(3)
+        Workspace(tmp_path / "failing", failing).run_through(0)
