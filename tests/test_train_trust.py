@@ -120,7 +120,9 @@ def test_full_disk_mid_run_is_one_line_and_the_last_checkpoint_still_resumes(lla
     run = tmp_path / "run"
     code, _, err = run_deco(train_args(llava_data, run), capsys)
     assert code == 2
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: [Errno 28] No space left on device")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [err.strip().splitlines()[-1]]  # one line, the last, no traceback
+    assert errors[0].startswith("error: [Errno 28] No space left on device") and "Traceback" not in err
     assert latest_checkpoint(run) == run / "checkpoint-2" and not list(run.glob(".tmp-*"))
     monkeypatch.setattr(checkpoint, "save_file", real)
     code, _, err = run_deco([*train_args(llava_data, run), "--resume"], capsys)
