@@ -72,3 +72,29 @@ def test_bench_tables_keep_config_names_and_brackets_at_80_columns():
     assert "[measured]" in text and "…" not in text
     for name in ("deco@144", "deco@64", "qformer@144"):
         assert f"│ {name}" in text
+
+
+def test_help_paragraphs_are_unwrapped_for_the_terminal():
+    from deco.cli import unwrap_help
+
+    text = """First line
+    goes on.
+
+    A second paragraph wrapped
+    for the source file.
+    - a list item
+    - another
+    """
+    assert unwrap_help(text) == ("First line goes on.\n\nA second paragraph wrapped for the source file.\n"
+                                 "- a list item\n- another")
+
+
+def test_every_command_help_breaks_only_between_paragraphs():
+    result = runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "200"})
+    assert "Files: OUT/images/*.jpg, OUT/train.json, OUT/gqa/testdev_balanced_questions.json and" in result.output
+    from deco.cli import app as deco_app
+
+    for info in deco_app.registered_commands:
+        for paragraph in (info.help or "").split("\n\n"):
+            for line in paragraph.split("\n")[1:]:
+                assert line.startswith(("-", "*", " ")), (info.name, paragraph)

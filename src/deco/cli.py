@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -135,6 +136,33 @@ def _register_feature_commands() -> None:
 
 
 _register_feature_commands()
+
+
+def unwrap_help(text: str) -> str:
+    """Join the lines of each paragraph of a docstring; lines that start a list item or are indented stay.
+
+    Docstrings are wrapped to fit the source file, but typer keeps their single line breaks, so help
+    printed at another width breaks mid-sentence. Joined, rich wraps each paragraph to the terminal.
+    """
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        if paragraph.startswith("\b"):  # click's "do not rewrap" marker: kept as written
+            paragraphs.append(paragraph)
+            continue
+        lines: list[str] = []
+        for line in paragraph.split("\n"):
+            if lines and not line.startswith(("-", "*", " ")):
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+for _info in app.registered_commands:
+    _text = _info.help or (_info.callback.__doc__ if _info.callback else None)
+    if _text:
+        _info.help = unwrap_help(_text)
 
 
 def main() -> None:
