@@ -17,7 +17,10 @@ from deco.errors import DecoError
 
 app = typer.Typer(
     name="deco",
-    help="Build, train, evaluate and analyse multimodal LLMs with pooled visual tokens (DeCo).",
+    help="Build, train, evaluate and analyse multimodal LLMs with pooled visual tokens (DeCo).\n\n"
+    "Every command runs torch on DECO_THREADS CPU threads, else OMP_NUM_THREADS, else 1 (fastest for small "
+    "models on a shared machine; set more on an idle many-core one). `deco sample DIR` writes data to try "
+    "every command on.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
