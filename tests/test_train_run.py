@@ -124,7 +124,7 @@ def test_stage1_checkpoint_from_another_projector_or_shape_names_the_tensors(sta
 
 def test_resume_refuses_a_changed_setting_and_a_fresh_run_refuses_a_used_directory(stage1_run):
     data, out, _ = stage1_run
-    with pytest.raises(ConfigError, match="'train.global_batch_size' was 4 in that run and is 8 now"):
+    with pytest.raises(ConfigError, match="  train.global_batch_size: 4 -> 8"):
         run_training(make_config(data, out, "train.global_batch_size=8"), resume=True)
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         run_training(make_config(data, out))

@@ -2,37 +2,35 @@
 
 Flow: `load_records` (JSON/JSONL, validated) -> `ConversationDataset` (template -> ids + labels,
 `<image>` -> M placeholders, truncation, bad samples raised or counted) -> `ModalityLengthGroupedSampler`
--> `DataCollator` (the model's batch). `load_image` is the project's one image loader.
+-> `DataCollator` (the model's batch). `load_image` is the project's one image loader; `deco.data.check`
+is the preflight behind `deco data check`.
 """
 
-from deco.data.collator import DataCollator
-from deco.data.dataset import SKIP_REASONS, ConversationDataset
-from deco.data.encoding import IGNORE_INDEX, ConversationEncoder, Encoded, TokenizationMismatch
-from deco.data.images import DEFAULT_MAX_PIXELS, load_image, to_rgb
-from deco.data.records import Record, find_missing_images, load_records, records_from_dicts, validate_record
-from deco.data.sampler import ModalityLengthGroupedSampler
-from deco.data.templates import TEMPLATES, Segment, Template, get_template, render_prompt
+from deco.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "IGNORE_INDEX",
-    "SKIP_REASONS",
-    "TEMPLATES",
-    "ConversationDataset",
-    "ConversationEncoder",
-    "DataCollator",
-    "Encoded",
-    "ModalityLengthGroupedSampler",
-    "Record",
-    "Segment",
-    "Template",
-    "TokenizationMismatch",
-    "find_missing_images",
-    "get_template",
-    "load_image",
-    "load_records",
-    "records_from_dicts",
-    "render_prompt",
-    "to_rgb",
-    "validate_record",
-]
+_EXPORTS = {
+    "DataCollator": "collator",
+    "SKIP_REASONS": "dataset",
+    "ConversationDataset": "dataset",
+    "IGNORE_INDEX": "encoding",
+    "ConversationEncoder": "encoding",
+    "Encoded": "encoding",
+    "TokenizationMismatch": "encoding",
+    "DEFAULT_MAX_PIXELS": "images",
+    "load_image": "images",
+    "to_rgb": "images",
+    "Record": "records",
+    "find_missing_images": "records",
+    "load_records": "records",
+    "records_from_dicts": "records",
+    "validate_record": "records",
+    "ModalityLengthGroupedSampler": "sampler",
+    "TEMPLATES": "templates",
+    "Segment": "templates",
+    "Template": "templates",
+    "get_template": "templates",
+    "render_prompt": "templates",
+}
+__all__ = sorted(_EXPORTS)
+# Lazy, so that `deco --help` (which imports deco.data.cli) does not load torch.
+__getattr__ = lazy_exports(__name__, _EXPORTS)
