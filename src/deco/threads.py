@@ -48,13 +48,3 @@ def export_thread_env() -> int:
         sys.modules["torch"].set_num_threads(count)
     return count
 
-
-def use_threads(requested: int | None = None) -> int:
-    """Apply the rule to torch in this process (after an import); returns the count in use."""
-    import torch
-
-    count, _ = thread_count(requested)
-    if torch.get_num_threads() != count:
-        torch.set_num_threads(count)
-    os.environ["OMP_NUM_THREADS"] = str(count)  # processes started from here inherit the same count
-    return count
