@@ -142,7 +142,8 @@ def test_export_hf_from_a_run_writes_a_card_with_training_record_and_scores(tmp_
     assert "at most 0" in result.output  # identical logits after reloading through transformers
     card = (out / "README.md").read_text()
     for fact in ("`qformer` projector", f"{model.num_image_tokens} visual tokens per image", "data `toy/train.json`",
-                 "Steps: 1500", "| gqa | accuracy | 0.4321 | 10 | gqa.json |", "AutoModelForImageTextToText"):
+                 "Steps: 1500", "| gqa | accuracy | 0.4321 | 10 | gqa.json |", "AutoModelForImageTextToText",
+                 "Vision tower: clip built from a config with random weights"):
         assert fact in card, fact
     # the deco format gets the same card; hf-llava keeps refusing compressing projectors
     deco_out = tmp_path / "deco-folder"

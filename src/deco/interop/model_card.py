@@ -81,6 +81,9 @@ def render_card(model: Any, source: str | Path | None = None) -> str:
     geometry = model.vision_tower.geometry()
     counts = model.component_parameters()
     run = run_dir_of(source)
+    if run is not None:  # a loaded model names its own vision/ and llm/ folders; the run names the originals
+        recipe = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+        vision, llm = recipe.get("vision", vision), recipe.get("llm", llm)
     folders = [p for p in (Path(source) if source else None, run) if p is not None]
     scores = find_scores(folders)
     name = projector.get("name", model.projector.name)
