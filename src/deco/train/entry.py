@@ -24,7 +24,7 @@ from deco.train.loader import build_loader, loader_settings
 from deco.train.loop import Loop
 from deco.train.metrics import MetricsWriter
 from deco.train.optim import build_optimizer, build_scheduler, optimizer_kind
-from deco.train.preflight import check_free_space, checkpoint_bytes, prepare_run_dir
+from deco.train.preflight import check_free_space, checkpoint_bytes, folder_bytes, prepare_run_dir
 from deco.train.probe import collapse_warning, measure, probe_images
 from deco.train.progress import Reporter
 from deco.train.resume import (
@@ -113,17 +113,19 @@ def _run(
     resumed: ResumePlan = plan_resume(config, resume, allowed, reporter.info)
     checkpoint, saved = resumed.checkpoint, resumed.saved
 
+    if main and checkpoint is not None:  # a resume knows its checkpoint size before building anything
+        reporter.info(check_free_space(run_dir, folder_bytes(checkpoint)))
     model, counts = model_for_stage(config, vision_tower, checkpoint)
+    if main and checkpoint is None:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        projector = sum(p.numel() for p in model.projector.parameters())
+        reporter.info(check_free_space(run_dir, checkpoint_bytes(trainable, projector)))
     for line in describe_trainable(counts, train.stage):
         reporter.info(line)
     if model.anyres is not None:  # the token count per image depends on its layout: say it up front
         for line in model.anyres.token_report():
             reporter.info(line)
     data = dataset if dataset is not None else build_dataset(config, model, resumed.records)
-    if main:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        reporter.info(check_free_space(run_dir, checkpoint_bytes(trainable, sum(
-            p.numel() for p in model.projector.parameters()))))
     if saved is not None and saved.get("num_samples") not in (None, len(data)):
         raise ConfigError(
             f"cannot resume from {checkpoint}: the dataset had {saved['num_samples']} usable samples in that "

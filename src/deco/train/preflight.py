@@ -39,6 +39,11 @@ def checkpoint_bytes(trainable: int, projector: int) -> int:
     return trainable * _BYTES_PER_TRAINABLE + projector * 4
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under a folder (an existing checkpoint: the size the next one will take)."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
 def check_free_space(run_dir: Path, need: int) -> str:
     """Raise DecoError when the disk under run_dir has less than `need` bytes free; else a report line."""
     free = shutil.disk_usage(run_dir).free
