@@ -232,3 +232,27 @@ def test_cli_registers_app_and_checks_options() -> None:
     assert result.exit_code == 0 and "--demo-dir" in result.output and "127.0.0.1" in result.output
     result = runner.invoke(app, ["app", "--port", "0"])
     assert isinstance(result.exception, ConfigError) and "--port" in str(result.exception)
+
+
+def test_learned_queries_get_an_index_picker_and_no_grid() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from deco.app import views
+    from deco.app.engine import Analysis
+    from deco.app.handlers import panel_outputs
+
+    maps = torch.softmax(torch.randn(1, 4, 16), -1)
+    q2p = SimpleNamespace(out_grid=None, grid=(4, 4), maps=maps, route="attention", note="attention relevance",
+                          projector="qformer")
+    exp = SimpleNamespace(q2p=q2p, words=[SimpleNamespace(text="left")], word_t2p=maps[0, :1],
+                          image=np.zeros((8, 8, 3)), timings={})
+    analysis = Analysis(exp, {"within_mean_cos": 0.5, "grid_order_spearman": None}, 0.1)
+    out = panel_outputs(analysis)
+    assert out[1]["choices"] == [("left", "0")] and out[1]["value"] is None and out[2] is None
+    assert out[4]["maximum"] == 3 and out[4]["label"].startswith("query index")
+    assert out[5]["visible"] is False and out[5]["value"] is None
+    assert "Query-to-Patch route: attention" in out[3] and "learned queries, no grid" in out[3]
+    assert "| 0.50 |" in out[7] and "| n/a |" in out[7]
+    assert views.patch_grid(analysis) == (4, 4)

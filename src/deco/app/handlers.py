@@ -230,8 +230,8 @@ def panel_outputs(analysis: Analysis) -> list[Any]:
         gr.update(choices=choices, value=None),  # no word picked yet: a click shows its map
         None,
         views.route_markdown(analysis),
-        gr.update(minimum=0, maximum=tokens - 1, value=0, step=1, interactive=True),
-        views.token_picker(analysis, 0),
+        gr.update(minimum=0, maximum=tokens - 1, value=0, step=1, interactive=True, label=views.token_label(analysis)),
+        gr.update(value=views.token_picker(analysis, 0), visible=analysis.explanation.q2p.out_grid is not None),
         views.token_overlay(analysis, 0),
         views.metrics_markdown(analysis),
     ]

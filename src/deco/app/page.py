@@ -22,6 +22,7 @@ CSS = """
 #status p { color: #b00020; font-weight: 600; }
 .deco-word label { cursor: pointer; }
 #preview img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+.deco-metrics td:last-child, .deco-metrics th:last-child { white-space: nowrap; width: 4em; }
 """
 
 
@@ -65,7 +66,7 @@ def _panel(slot: str, visible: bool) -> Panel:
                             elem_id=f"grid-{slot}", format="png")
             token_map = gr.Image(label="Query-to-Patch", interactive=False, height=220,
                                  elem_id=f"token-map-{slot}", format="png")
-        metrics = gr.Markdown(elem_id=f"metrics-{slot}")
+        metrics = gr.Markdown(elem_id=f"metrics-{slot}", elem_classes="deco-metrics")
     return Panel(column, heading, chat, analysis, words, word_map, route, token, grid, token_map, metrics)
 
 

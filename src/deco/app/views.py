@@ -9,16 +9,16 @@ from PIL import Image
 from deco.app.engine import Analysis
 from deco.app.overlay import heat_overlay, token_grid
 
-# Metrics shown on the page, in order, with a short explanation each (deco.analysis.metrics computes them).
+# Metrics shown on the page, in order, with a short name each (deco.analysis.metrics computes them).
 METRICS = (
-    ("within_mean_cos", "mean cosine between this image's visual tokens (redundancy)"),
-    ("within_max_cos", "most similar pair of tokens"),
-    ("within_near_duplicate_fraction", "token pairs with cosine >= 0.95 (near-duplicates)"),
-    ("coverage", "patches that receive at least half the uniform share of relevance"),
-    ("map_entropy_norm", "entropy of each token's map / log N (1 = spread over every patch)"),
-    ("effective_patches_per_token", "exp(entropy): patches a token looks at"),
-    ("grid_order_spearman", "rank correlation of relevance centres with the token grid (grid tokens only)"),
-    ("cell_occupancy", "grid cells holding at least one token's relevance centre (1 = tokens tile the image)"),
+    ("within_mean_cos", "redundancy: mean cosine between the image's visual tokens"),
+    ("within_max_cos", "redundancy: most similar pair of tokens"),
+    ("within_near_duplicate_fraction", "redundancy: token pairs with cosine >= 0.95"),
+    ("coverage", "coverage: patches with at least half the uniform share of relevance"),
+    ("map_entropy_norm", "spread: entropy of a token's map / log N (1 = every patch)"),
+    ("effective_patches_per_token", "spread: patches a token looks at, exp(entropy)"),
+    ("grid_order_spearman", "spatial fidelity: relevance centres follow the token grid (rank correlation)"),
+    ("cell_occupancy", "spatial fidelity: grid cells holding a token's relevance centre (1 = tiled)"),
 )
 
 
@@ -51,6 +51,13 @@ def token_picker(analysis: Analysis, index: int | None) -> Image.Image | None:
     return None if out_grid is None else token_grid(analysis.explanation.image, tuple(out_grid), index)
 
 
+def token_label(analysis: Analysis) -> str:
+    """The token slider's label: tokens on a grid can also be clicked; learned queries only by index."""
+    if analysis.explanation.q2p.out_grid is None:
+        return "query index (learned queries have no place on the image: pick one by number)"
+    return "visual token (or click a cell of the token grid)"
+
+
 def route_markdown(analysis: Analysis) -> str:
     """The Query-to-Patch route, named, with what it means."""
     q2p = analysis.explanation.q2p
@@ -60,14 +67,14 @@ def route_markdown(analysis: Analysis) -> str:
 
 
 def _number(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def metrics_markdown(analysis: Analysis) -> str:
     """The image's token metrics as a Markdown table, with the timings of the analysis."""
-    rows = [f"| {key} | {_number(analysis.metrics.get(key))} | {meaning} |" for key, meaning in METRICS]
+    rows = [f"| {meaning} (`{key}`) | {_number(analysis.metrics.get(key))} |" for key, meaning in METRICS]
     t = analysis.explanation.timings
     timing = (f"Explained in {analysis.seconds:.2f} s (Query-to-Patch {t.get('query_to_patch_s', 0):.2f} s, "
               f"Text-to-Query {t.get('text_to_query_s', 0):.2f} s).")
     notes = "".join(f" {n}." for n in analysis.notes)
-    return "\n".join(["| metric (this image) | value | meaning |", "|---|---:|---|", *rows, "", timing + notes])
+    return "\n".join(["| this image's visual tokens | value |", "|---|---:|", *rows, "", timing + notes])
