@@ -102,7 +102,7 @@ def test_ask_streams_then_analysis_matches_deco_analysis(controller, saved_tiny_
     assert len(conversations["A"]["history"]) == 1  # the next question continues this conversation
 
     result = controller.analyse(image, conversations, progress=lambda *a, **k: None)
-    assert result[0] == "" and not conversations["A"]["fresh"]
+    assert result[0] == gr.update() and not conversations["A"]["fresh"]
     analysis = result[1]
     engine = controller.engines[label]
     direct = explain(engine.load(), check_upload(image), question, answer=answer)
@@ -129,6 +129,8 @@ def test_bad_input_and_broken_models_give_messages_not_exceptions(controller, tm
     conversations["A"]["model"] = controller.labels()[0]
     image = str(scene_paths()[0])
     assert "question is empty" in _ask(controller, conversations, image, "  ")[-1][0]
+    # The analysis chained after a failed ask has nothing to explain and leaves the message alone.
+    assert controller.analyse(image, conversations, progress=lambda *a, **k: None)[0] == gr.update()
     assert "no image" in _ask(controller, conversations, None)[-1][0]
 
     broken = tmp_path / "broken"

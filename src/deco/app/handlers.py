@@ -172,14 +172,14 @@ class Controller:
         fresh = [s for s in SLOTS if conversations[s]["fresh"]]
         outputs: list[Any] = [gr.update()]
         problems = []
-        for k, slot in enumerate(SLOTS):
+        for slot in SLOTS:
             if slot not in fresh:
                 outputs += [gr.update()] * 8
                 continue
             state = conversations[slot]
             state["fresh"] = False
             question, answer = state["last"]
-            progress(k / len(fresh) if fresh else 0, desc=f"explaining {state['model']}'s answer (Text-to-Patch, "
+            progress(fresh.index(slot) / len(fresh), desc=f"explaining {state['model']}'s answer (Text-to-Patch, "
                      "Query-to-Patch, metrics)")
             try:
                 analysis = self.engines[state["model"]].analyse(check_upload(image_path, self.max_upload_mb),
@@ -190,7 +190,8 @@ class Controller:
                 outputs += [None, gr.update(choices=[], value=None), None, "", gr.update(), None, None, ""]
                 continue
             outputs += panel_outputs(analysis)
-        outputs[0] = "  \n".join(problems)
+        # Without problems of its own the status stays as the answers left it (e.g. one model failed to load).
+        outputs[0] = "  \n".join(problems) if problems else gr.update()
         return tuple(outputs)
 
     # ---- looking at the maps (no model call) ----------------------------------------------------
