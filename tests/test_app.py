@@ -258,3 +258,24 @@ def test_learned_queries_get_an_index_picker_and_no_grid() -> None:
     assert "Query-to-Patch route: attention" in out[3] and "learned queries, no grid" in out[3]
     assert "| 0.50 |" in out[7] and "| n/a |" in out[7]
     assert views.patch_grid(analysis) == (4, 4)
+
+
+def test_training_from_the_page_then_offers_the_new_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from deco.app import handlers
+    from deco.app.training import TrainingStatus
+
+    def fake_training(out):
+        yield TrainingStatus(0.5, "stage 2")
+        for projector in ("qformer", "deco"):
+            _fake_final(Path(out), 0, projector)
+        yield TrainingStatus(1.0, "trained in 1 s", True)
+
+    monkeypatch.setattr(handlers, "train_quick_pair", fake_training)
+    controller = handlers.Controller([], tmp_path, False)
+    assert "deco demo --quick" in controller.intro()
+    steps = list(controller.train_demo(progress=lambda *a, **k: None))
+    assert steps[0][0] == "Training the quick demo pair: stage 2" and steps[0][4] == ""
+    message, model_a, model_b, train_box, _ = steps[-1]
+    assert message.startswith("Trained. 2 model(s) trained by `deco demo`")
+    assert model_a["value"] == "deco (demo)" and model_b["value"] == "qformer (demo)"
+    assert model_b["choices"] == ["(none)", "deco (demo)", "qformer (demo)"] and train_box["visible"] is False

@@ -90,16 +90,16 @@ class Controller:
     def train_demo(self, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
         """Train the quick demo pair into the demo folder, then offer its models."""
         message = ""
-        for status in train_quick_pair(self.demo_dir):
+        for k, status in enumerate(train_quick_pair(self.demo_dir)):
             progress(status.fraction, desc=status.message)
             message = f"**Error:** {status.error}" if status.error else f"Training the quick demo pair: {status.message}"
-            yield message, gr.update(), gr.update(), gr.update()
+            yield message, gr.update(), gr.update(), gr.update(), "" if k == 0 else gr.update()
         self._add(demo_models(self.demo_dir))
         a, b = self.defaults()
         if self.engines and not message.startswith("**Error"):
             message = f"Trained. {self.intro()}"
         yield (message, gr.update(choices=self.labels(), value=a), gr.update(choices=[NONE, *self.labels()], value=b),
-               gr.update(visible=not self.engines))
+               gr.update(visible=not self.engines), gr.update())
 
     # ---- the image ------------------------------------------------------------------------------
     def upload(self, path: str | None, conversations: dict[str, Any]) -> tuple[Any, ...]:

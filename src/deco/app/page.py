@@ -122,7 +122,7 @@ def _wire(controller: Controller, page: gr.Blocks, panels: dict[str, Panel], con
         p.token.change(controller.show_token, [p.analysis, p.token], [p.token_map, p.grid])
         p.grid.select(controller.click_grid, [p.analysis], p.token)
 
-    train.click(controller.train_demo, None, [intro, model_a, model_b, train_box], **queued)
+    train.click(controller.train_demo, None, [intro, model_a, model_b, train_box, status], **queued)
     restart = [image_path, preview, status, conversations, panels["A"].chat, panels["B"].chat, upload]
     upload.upload(controller.upload, [upload, conversations], restart)
     scene.input(controller.pick_scene, [scene, conversations],
