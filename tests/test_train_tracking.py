@@ -86,6 +86,12 @@ def test_wandb_runs_offline_into_the_run_directory(tmp_path: Path, monkeypatch: 
     assert os.environ["WANDB_MODE"] == "offline"
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    run_id = (tmp_path / "wandb" / "deco-run-id").read_text()
+    assert runs[0].name.endswith(run_id)
+    resumed = MetricsWriter(tmp_path / "metrics.jsonl", resume_step=1, config=config)  # a resume: same W&B run
+    resumed.write({"step": 2, "loss": 1.5, "lr": 0.1, "time": 0.0})
+    resumed.close()
+    assert {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "wandb").glob("offline-run-*")} == {run_id}
 
 
 def test_unknown_tracker_is_a_clear_error(tmp_path: Path) -> None:

@@ -3,12 +3,14 @@
 They receive what metrics.jsonl receives (same names, same steps) and the resolved config. Nothing
 here needs a network: TensorBoard writes event files under `{output_dir}/tensorboard/`, and W&B runs
 in offline mode under `{output_dir}/wandb/` unless WANDB_MODE is set (`WANDB_MODE=online` to stream;
-`wandb sync {output_dir}/wandb/offline-run-*` uploads an offline run later).
+`wandb sync {output_dir}/wandb/offline-run-*` uploads an offline run later); a resumed deco run continues
+its W&B run (same id) and drops the TensorBoard steps it logs again.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from deco.errors import ConfigError
 
 # metrics.jsonl fields that are not series to plot: the step is the x axis, `time` a wall-clock stamp.
 NOT_SERIES = ("step", "time")
+WANDB_ID_FILE = "deco-run-id"
 
 
 def tracker_names() -> list[str]:
@@ -45,7 +48,13 @@ def _kwargs(name: str, run_dir: Path, resume_step: int | None) -> dict[str, Any]
         return {"purge_step": resume_step + 1}
     if name == "wandb":
         os.environ.setdefault("WANDB_MODE", "offline")  # no network unless the user asks for it
-        return {"dir": str(run_dir), "name": run_dir.name}
+        # One W&B run per deco run: a resume continues the run id the first start wrote down.
+        id_file = run_dir / "wandb" / WANDB_ID_FILE
+        if resume_step is None or not id_file.is_file():
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(uuid.uuid4().hex[:12], encoding="utf-8")
+        run_id = id_file.read_text(encoding="utf-8").strip()
+        return {"dir": str(run_dir), "name": run_dir.name, "id": run_id, "resume": "allow"}
     return {}
 
 
