@@ -197,22 +197,27 @@ def test_training_from_the_page_reports_progress_and_errors(monkeypatch: pytest.
         seen.append(opts)
         console.print("stage 2 of deco")
         time.sleep(0.3)
+        progress = opts.out / "runs" / "seed0" / "qformer" / "progress.json"
+        progress.parent.mkdir(parents=True)
+        progress.write_text('{"phase": "stage2", "done": 0}')
+        time.sleep(0.3)
         return {}
 
     monkeypatch.setattr(pipeline, "run_demo", fake_run)
-    monkeypatch.setattr(training, "QUICK_SECONDS", 0.6)
+    monkeypatch.setattr(training, "QUICK_SECONDS", 1.2)
     reports = list(training.train_quick_pair(tmp_path / "demo", poll_s=0.05))
     assert seen[0].quick and seen[0].out == tmp_path / "demo"
     assert reports[-1].done and reports[-1].error is None
     fractions = [r.fraction for r in reports]
     assert fractions == sorted(fractions) and 0 < fractions[-2] < 1
     assert any("stage 2 of deco" in r.message for r in reports)
+    assert any("qformer: stage2" in r.message for r in reports)
 
     def failing(opts, console=None):
         raise Bad("--out x exists and is not a deco demo folder")
 
     monkeypatch.setattr(pipeline, "run_demo", failing)
-    last = list(training.train_quick_pair(tmp_path / "demo", poll_s=0.05))[-1]
+    last = list(training.train_quick_pair(tmp_path / "demo2", poll_s=0.05))[-1]
     assert last.done and "not a deco demo folder" in last.error
 
 

@@ -79,7 +79,7 @@ def build_page(controller: Controller) -> gr.Blocks:
         gr.Markdown("## deco app: ask a model about an image, see what each visual token holds")
         intro = gr.Markdown(controller.intro(), elem_id="intro")
         with gr.Column(visible=not controller.engines) as train_box:
-            train = gr.Button("Train the quick demo pair (deco demo --quick, ~2-3 min on 2 CPU cores)",
+            train = gr.Button("Train the quick demo pair (deco demo --quick: a few minutes on 2 CPU cores)",
                               elem_id="train")
         with gr.Row():
             model_a = gr.Dropdown(controller.labels(), value=first, label="Model A", elem_id="model-A")

@@ -47,6 +47,19 @@ class _Lines(io.TextIOBase):
         return len(text)
 
 
+def job_phases(out: Path) -> str:
+    """'deco: stage2, qformer: eval' from the progress files the demo's workers write (empty if none yet)."""
+    import json
+
+    phases = []
+    for file in sorted(Path(out).glob("runs/seed*/*/progress.json")):
+        try:
+            phases.append(f"{file.parent.name}: {json.loads(file.read_text(encoding='utf-8'))['phase']}")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a worker is replacing the file right now; the next poll reads it
+    return ", ".join(phases)
+
+
 def train_quick_pair(out: str | Path, poll_s: float = 0.5) -> Iterator[TrainingStatus]:
     """Run `deco demo --quick` into `out`, yielding progress reports until it ends."""
     from rich.console import Console
@@ -72,7 +85,8 @@ def train_quick_pair(out: str | Path, poll_s: float = 0.5) -> Iterator[TrainingS
         while worker.is_alive():
             worker.join(poll_s)
             elapsed = time.perf_counter() - start
-            yield TrainingStatus(min(elapsed / QUICK_SECONDS, 0.97), f"{elapsed:.0f} s: {sink.last}")
+            phases = job_phases(Path(out))
+            yield TrainingStatus(min(elapsed / QUICK_SECONDS, 0.97), f"{elapsed:.0f} s: {phases or sink.last}")
         error = outcome["error"]
         if error is not None:
             detail = str(error) if isinstance(error, DecoError) else f"{type(error).__name__}: {error}"
