@@ -248,7 +248,7 @@ def test_learned_queries_get_an_index_picker_and_no_grid() -> None:
 
     from deco.app import views
     from deco.app.engine import Analysis
-    from deco.app.handlers import panel_outputs
+    from deco.app.handlers import empty_panels, panel_outputs
 
     maps = torch.softmax(torch.randn(1, 4, 16), -1)
     q2p = SimpleNamespace(out_grid=None, grid=(4, 4), maps=maps, route="attention", note="attention relevance",
@@ -263,6 +263,7 @@ def test_learned_queries_get_an_index_picker_and_no_grid() -> None:
     assert "Query-to-Patch route: attention" in out[3] and "learned queries, no grid" in out[3]
     assert "| 0.50 |" in out[7] and "| n/a |" in out[7]
     assert views.patch_grid(analysis) == (4, 4)
+    assert len(empty_panels()) == 2 * len(out)  # both panels cleared for a new image
 
 
 def test_training_from_the_page_then_offers_the_new_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -222,6 +222,12 @@ class Controller:
         return clicked_token(float(x), float(y), tuple(out_grid))
 
 
+def empty_panels() -> tuple[Any, ...]:
+    """Both panels' 8 analysis outputs emptied: a new image or conversation leaves no stale maps beside it."""
+    empty = [None, gr.update(choices=[], value=None), None, "", gr.update(value=0, interactive=False), None, None, ""]
+    return tuple(empty * len(SLOTS))
+
+
 def panel_outputs(analysis: Analysis) -> list[Any]:
     """A panel's 8 outputs after an analysis: state, words, word map, route, token slider, grid, token map, metrics."""
     choices = views.word_choices(analysis)

@@ -13,13 +13,13 @@ from typing import Any
 
 import gradio as gr
 
-from deco.app.handlers import NONE, Controller, new_conversations
+from deco.app.handlers import NONE, Controller, empty_panels, new_conversations
 from deco.app.scenes import SCENES
 
 MODEL_GROUP = "model"
 # Errors stand out; the demo's 48-pixel scenes are shown large with their pixels kept sharp.
 CSS = """
-#status p { color: #b00020; font-weight: 600; }
+#status strong { color: #b00020; }
 .deco-word label { cursor: pointer; }
 #preview img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 .deco-metrics td:last-child, .deco-metrics th:last-child { white-space: nowrap; width: 4em; }
@@ -123,14 +123,16 @@ def _wire(controller: Controller, page: gr.Blocks, panels: dict[str, Panel], con
         p.grid.select(controller.click_grid, [p.analysis], p.token)
 
     train.click(controller.train_demo, None, [intro, model_a, model_b, train_box, status], **queued)
+    panel_outputs = panels["A"].analysis_outputs() + panels["B"].analysis_outputs()
     restart = [image_path, preview, status, conversations, panels["A"].chat, panels["B"].chat, upload]
-    upload.upload(controller.upload, [upload, conversations], restart)
+    upload.upload(controller.upload, [upload, conversations], restart).then(empty_panels, None, panel_outputs)
     scene.input(controller.pick_scene, [scene, conversations],
-                [image_path, preview, question, status, conversations, panels["A"].chat, panels["B"].chat])
+                [image_path, preview, question, status, conversations, panels["A"].chat, panels["B"].chat]
+                ).then(empty_panels, None, panel_outputs)
     clear.click(lambda c: (_clear(c), [], [], ""), [conversations],
-                [conversations, panels["A"].chat, panels["B"].chat, status])
+                [conversations, panels["A"].chat, panels["B"].chat, status]).then(empty_panels, None, panel_outputs)
 
-    analysis_outputs = [status] + panels["A"].analysis_outputs() + panels["B"].analysis_outputs()
+    analysis_outputs = [status] + panel_outputs
     for trigger in (ask.click, question.submit):
         trigger(controller.ask, [image_path, question, temperature, top_p, max_new, conversations,
                                  panels["A"].chat, panels["B"].chat],
