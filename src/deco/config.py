@@ -102,7 +102,9 @@ class DataSection:
     allow_outside_image_folder: bool = False
     allow_multi_image: bool = False
     group_by_modality_length: bool = False
-    num_workers: int = 0
+    # DataLoader worker processes; "auto": from the cores this process may use and its torch threads
+    # (deco.train.loader.auto_workers; 0 for a one-thread process sharing the machine, as the demo's jobs).
+    num_workers: int | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -150,6 +152,10 @@ class TrainSection:
     save_every: int = 500
     keep_last: int = 2
     on_nonfinite: Literal["error", "skip"] = "error"
+    # AdamW implementation: "auto" = fused where torch has it (CUDA, CPU), else foreach (multi-tensor).
+    optimizer: Literal["auto", "fused", "foreach", "for_loop"] = "auto"
+    # torch.compile the LLM and the projector (first steps slower while it compiles).
+    compile: bool = False
     lora: LoRASection = field(default_factory=LoRASection)
     quiet: bool = False
 
@@ -158,10 +164,6 @@ class TrainSection:
 class EvalSection:
     """Benchmark evaluation with greedy decoding."""
 
-    # AdamW implementation: "auto" = fused where torch has it (CUDA, CPU), else foreach (multi-tensor).
-    optimizer: Literal["auto", "fused", "foreach", "for_loop"] = "auto"
-    # torch.compile the LLM and the projector (first steps slower while it compiles).
-    compile: bool = False
     benchmark: str | None = None
     data: str | None = None
     images: str | None = None
