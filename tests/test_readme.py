@@ -21,7 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-SKIP = re.compile(r"#\s*not run by tests/test_readme\.py:\s*(.*\S)")
+# The marker may stand anywhere in a comment, also in parentheses: "# ... (not run by tests/test_readme.py: WHY)".
+SKIP = re.compile(r"#.*?not run by tests/test_readme\.py:\s*(.*\S)")
 PRINTS = re.compile(r'prints "([^"]+)"')
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 BLOCK_TIMEOUT_S = 1200  # the slowest block (train + kill + resume) takes a few minutes on a busy 2-core VM
@@ -45,6 +46,11 @@ class Block:
         return f"{'-'.join(words) or 'top'}-{self.lang}-line{self.line}"
 
 
+def _reason(text: str) -> str:
+    """The marker's reason, without the parenthesis that closes a marker written in parentheses."""
+    return text[:-1].rstrip() if text.endswith(")") and text.count(")") > text.count("(") else text
+
+
 def readme_blocks(text: str) -> list[Block]:
     """The ```bash and ```python blocks of a Markdown text, de-indented (blocks inside list items)."""
     blocks, lines, i, section = [], text.splitlines(), 0, ""
@@ -64,7 +70,7 @@ def readme_blocks(text: str) -> list[Block]:
         if lang in ("bash", "python"):
             code = "\n".join(body) + "\n"
             skip = SKIP.search(code)
-            blocks.append(Block(i - len(body) - 1, section, lang, code, skip.group(1) if skip else None,
+            blocks.append(Block(i - len(body) - 1, section, lang, code, _reason(skip.group(1)) if skip else None,
                                 tuple(PRINTS.findall(code))))
     return blocks
 
@@ -83,9 +89,12 @@ def test_readme_examples_parse():
 
 def test_parser_reads_markers_and_indented_blocks():
     text = ("x\n```bash\ndeco sample s   # prints \"wrote 8\"\n```\n- item\n\n  ```python\n  print(1)\n  ```\n"
-            "```bash\n# not run by tests/test_readme.py: installs packages\npip install x\n```\n```\nlayout\n```\n")
+            "```bash\n# not run by tests/test_readme.py: installs packages\npip install x\n```\n```\nlayout\n```\n"
+            "```bash\nserve   # then open it (not run by tests/test_readme.py: serves until Ctrl-C)\n```\n")
     blocks = readme_blocks(text)
-    assert [b.name for b in blocks] == ["top-bash-line2", "top-python-line7", "top-bash-line10"]
+    assert [b.name for b in blocks] == ["top-bash-line2", "top-python-line7", "top-bash-line10", "top-bash-line17"]
+    assert blocks[3].skip == "serves until Ctrl-C"
+    blocks = blocks[:3]
     assert [(b.lang, b.line, b.expects, b.skip) for b in blocks] == [
         ("bash", 2, ("wrote 8",), None), ("python", 7, (), None), ("bash", 10, (), "installs packages")]
     assert blocks[1].code == "print(1)\n"
