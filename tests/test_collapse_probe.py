@@ -54,11 +54,11 @@ def test_training_logs_the_probe_at_every_checkpoint(tmp_path, llava_data, torch
         "train.quiet=true",
     ])
     run_training(config)
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    probes = [r for r in records if r.get("event") == "probe"]
+    probes = [json.loads(line) for line in (tmp_path / "run" / "probe.jsonl").read_text().splitlines()]
     assert [p["step"] for p in probes] == [2, 4]
-    assert all(0 < p["probe"]["images"] and p["probe"]["same_index_cos"] is not None for p in probes)
-    assert all("loss" in r for r in records if r.get("event") != "probe")
+    assert all(p["images"] > 0 and p["same_index_cos"] is not None and not p["collapsed"] for p in probes)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all("probe" not in r for r in records)
 
 
 def _summary(overall: float, cos: float, collapsed_seeds: list[int]) -> dict:

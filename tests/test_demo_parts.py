@@ -168,17 +168,22 @@ def test_assets_are_cached_by_settings(tmp_path):
 
     data = default_settings().to_dict()
     data["scenes"].update(train_images=24, test_images=6)
+    data["scenes"].update(validation_images=4)
     data["encoder"].update(pretrain_steps=2, pretrain_images=16, batch_size=4)
+    data["lm"].update(pretrain_steps=2, pretrain_batch_size=4, conversations_per_scene=1)
     settings = settings_from_dict(data)
     first = prepare_assets(settings, tmp_path)
-    assert first.built == ["dataset", "encoder"]
+    everything = ["dataset", "encoder", "language model"]
+    assert first.built == everything
     assert (first.encoder_dir / "deco_vision.json").is_file() and (first.tokenizer_dir / "tokenizer.json").is_file()
+    assert (first.lm_dir / "config.json").is_file() and "held_out_text_accuracy" in first.lm_report
+    assert (first.data_dir / "val.json").is_file()
     again = prepare_assets(settings, tmp_path)
-    assert again.built == [] and again.encoder_dir == first.encoder_dir
-    assert prepare_assets(settings, tmp_path, rebuild=True).built == ["dataset", "encoder"]
-    data["encoder"]["pretrain_steps"] = 3  # a new encoder, the same dataset
+    assert again.built == [] and again.encoder_dir == first.encoder_dir and again.lm_dir == first.lm_dir
+    assert prepare_assets(settings, tmp_path, rebuild=True).built == everything
+    data["encoder"]["pretrain_steps"] = 3  # a new encoder, the same dataset and LM
     other = prepare_assets(settings_from_dict(data), tmp_path)
-    assert other.built == ["encoder"] and other.data_dir == first.data_dir
+    assert other.built == ["encoder"] and other.data_dir == first.data_dir and other.lm_dir == first.lm_dir
 
 
 def _fake_payload(acc: dict[str, dict[str, float]], seeds: int = 1) -> dict:

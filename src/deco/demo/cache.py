@@ -19,7 +19,7 @@ from typing import Any
 from deco.demo.settings import DemoSettings
 
 # Bump when scenes, questions, tokenizer or encoder code change what they produce.
-ASSET_VERSION = 1
+ASSET_VERSION = 2
 DONE = "asset.json"
 
 
@@ -46,6 +46,8 @@ class Assets:
     data_summary: dict[str, Any]
     encoder_report: dict[str, Any]
     built: list[str]
+    lm_dir: Path | None = None  # the text-pretrained LM (image demo); None: the LM starts from random weights
+    lm_report: dict[str, Any] | None = None
 
     @property
     def images(self) -> Path:
@@ -115,8 +117,9 @@ def prepare_assets(
     rebuild: bool = False,
     status: Callable[[str], None] = lambda _: None,
     progress: Callable[[int, int], None] | None = None,
+    lm_progress: Callable[[int, int], None] | None = None,
 ) -> Assets:
-    """Dataset and encoder for these settings, from the cache or built now."""
+    """Dataset, encoder and text-pretrained LM for these settings, from the cache or built now."""
     from deco.demo.dataset import TEST, TRAIN, split_scenes, write_dataset
     from deco.demo.encoder import pretrain_encoder, save_encoder
     from deco.demo.vocab import build_demo_tokenizer
@@ -137,5 +140,22 @@ def prepare_assets(
         save_encoder(tower, report, folder)
         return report
 
-    return cached_assets(root, rebuild, _key("data", {"scenes": scenes}), build_data,
-                         _key("encoder", {"scenes": scenes, "encoder": asdict(settings.encoder)}), build_encoder)
+    assets = cached_assets(root, rebuild, _key("data", {"scenes": scenes}), build_data,
+                           _key("encoder", {"scenes": scenes, "encoder": asdict(settings.encoder)}), build_encoder)
+
+    def build_lm(folder: Path) -> dict[str, Any]:
+        from deco.demo.language import pretrain_language_model, save_language_model
+        from deco.model.tokenizer import load_tokenizer
+
+        status(f"pretraining the LM on the scenes' language, text only ({settings.lm.pretrain_steps} steps)")
+        tokenizer = load_tokenizer(assets.tokenizer_dir)
+        model, report = pretrain_language_model(
+            split_scenes(settings.scenes, TRAIN), split_scenes(settings.scenes, TEST), tokenizer, settings.lm,
+            settings.scenes.questions_per_image, settings.scenes.caption_fraction, lm_progress or progress)
+        save_language_model(model, tokenizer, report, folder)
+        return report
+
+    lm_key = _key("lm", {"scenes": scenes, "lm": asdict(settings.lm)})
+    assets.lm_dir, assets.lm_report, fresh = _cached(root, lm_key, rebuild, build_lm)
+    assets.built += ["language model"] * fresh
+    return assets

@@ -30,6 +30,10 @@ def demo_command(
     keep_checkpoints: Annotated[
         bool, typer.Option("--keep-checkpoints", help="Keep intermediate checkpoints (the final models are kept).")
     ] = False,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Learning-rate sweep: each projector at each sweep.lrs value, scored on "
+                                           "the validation split; prints the train.projector_lrs to use.")
+    ] = False,
     video: Annotated[
         bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead.")
     ] = False,
@@ -64,7 +68,7 @@ def demo_command(
 
     run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, seed=seed, seeds=seeds or 1, projectors=names,
                          steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
-                         config=config, keep_checkpoints=keep_checkpoints))
+                         config=config, keep_checkpoints=keep_checkpoints, sweep=sweep))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,9 +4,10 @@
     stage1.json   one caption conversation per training image (template `plain`)
     stage2.json   one conversation per training image: several questions of distinct families, and
                   in some, a closing caption turn (template `vicuna_v1`)
+    val.json      like test.json, on validation images (the learning-rate sweep chooses on these)
     test.json     one single-turn question per (test image, family), with an extra "family" key
 
-The test split is drawn from a different random stream than the training split.
+Each split is drawn from its own random stream, so test and validation scenes are never trained on.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from deco.model.tokenizer import IMAGE_TOKEN
 
 T = TypeVar("T")  # a scene or a video
 
-TRAIN, TEST = "train", "test"
-_STREAMS = {TRAIN: 0, TEST: 1}
+TRAIN, VAL, TEST = "train", "val", "test"
+_STREAMS = {TRAIN: 0, TEST: 1, VAL: 4}
+_QUESTION_STREAMS = {TEST: 3, VAL: 5}
 
 
 def split_scenes(settings: SceneSettings, split: str) -> list[Scene]:
     """The scenes of a split, regenerated deterministically from the data seed."""
     rng = np.random.default_rng([settings.seed, _STREAMS[split]])
-    n = settings.train_images if split == TRAIN else settings.test_images
+    n = {TRAIN: settings.train_images, VAL: settings.validation_images, TEST: settings.test_images}[split]
     return [sample_scene(rng, settings.image_size, settings.min_objects, settings.max_objects) for _ in range(n)]
 
 
@@ -83,10 +85,10 @@ def stage2_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[st
     ]
 
 
-def test_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
-    """One question per (test image, family) where the scene can pose it."""
-    return one_question_per_family(scenes, FAMILIES, ask, lambda i: _image_path(TEST, i),
-                                   np.random.default_rng([settings.seed, 3]))
+def test_records(scenes: list[Scene], settings: SceneSettings, split: str = TEST) -> list[dict[str, Any]]:
+    """One question per (image, family) of a held-out split (test or validation) where the scene can pose it."""
+    return one_question_per_family(scenes, FAMILIES, ask, lambda i: _image_path(split, i),
+                                   np.random.default_rng([settings.seed, _QUESTION_STREAMS[split]]))
 
 
 def one_question_per_family(
@@ -127,7 +129,8 @@ def write_dataset(directory: str | Path, settings: SceneSettings) -> dict[str, A
         directory, lambda split: split_scenes(settings, split),
         lambda scene, path: render(scene).save(path, optimize=False, compress_level=1), _image_path,
         lambda split, scenes: ({"stage1.json": stage1_records(scenes), "stage2.json": stage2_records(scenes, settings)}
-                               if split == TRAIN else {"test.json": test_records(scenes, settings)}),
+                               if split == TRAIN else {f"{split}.json": test_records(scenes, settings, split)}),
+        splits=(TRAIN, VAL, TEST),
     )
 
 
@@ -137,13 +140,14 @@ def write_splits(
     save: Callable[[T, Path], object],
     path_of: Callable[[str, int], str],
     records_of: Callable[[str, Sequence[T]], dict[str, list[dict[str, Any]]]],
+    splits: Sequence[str] = (TRAIN, TEST),
 ) -> dict[str, Any]:
     """Per split (train, test): save every item (scene or video) under images/, write its JSON files;
     returns the record counts, the test questions per family and the majority baselines.
     Shared by the image and video demos."""
     directory = Path(directory)
     summary: dict[str, Any] = {}
-    for split in (TRAIN, TEST):
+    for split in splits:
         (directory / "images" / split).mkdir(parents=True, exist_ok=True)
         items = items_of(split)
         for i, item in enumerate(items):

@@ -92,4 +92,5 @@ def score(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]
         "localisation": sum(local) / len(local) if local else 0.0,
         "families": families,
         "questions": len(every),
+        "counts": {f: len(v) for f, v in hits.items()},  # questions scored per family (the noise depends on it)
     }

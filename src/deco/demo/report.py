@@ -41,6 +41,14 @@ def machine() -> dict[str, Any]:
             "torch": torch.__version__}
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes (user + system)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _stats(values: Sequence[float]) -> dict[str, Any]:
     vals = [float(v) for v in values]
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
@@ -78,9 +86,16 @@ def summarize(runs: list[dict[str, Any]], loss_steps: list[int]) -> dict[str, An
             "eval_seconds": _stats([r["eval_seconds"] for r in mine]),
             "job_cpu_seconds": _stats([r["job_cpu_seconds"] for r in mine]),
         }
+        probes = [r["probe"][-1] for r in mine if r.get("probe")]
         out[name] = {"visual_tokens": mine[0]["visual_tokens"], "projector_params": mine[0]["projector_params"],
                      "final": final, "curve": curve, "stage2_loss_at": losses, "times": times,
-                     "seeds": [r["seed"] for r in mine]}
+                     "seeds": [r["seed"] for r in mine],
+                     # questions scored per family in each seed's final evaluation (the noise depends on it)
+                     "questions": mine[0]["final"].get("counts", {}),
+                     "collapse_probe": {
+                         "same_index_cos": _stats([p["same_index_cos"] for p in probes]) if probes else None,
+                         "collapsed_seeds": [r["seed"] for r in mine if r.get("probe") and r["probe"][-1]["collapsed"]],
+                     }}
     return out
 
 
@@ -96,15 +111,20 @@ def _fmt(stat: dict[str, Any], seeds: int) -> str:
 
 def main_rows(summary: dict[str, Any], baseline: dict[str, float]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main comparison table (also the rich table)."""
-    header = ["projector", "tokens", "params", "overall", "spatial", *[SHORT[f] for f in FAMILIES], "train s"]
+    header = ["projector", "tokens", "params", "overall", "spatial", *[SHORT[f] for f in FAMILIES], "train s",
+              "same-token cos"]
     rows = []
     for name, s in summary.items():
         n = len(s["seeds"])
+        probe = s.get("collapse_probe") or {}
+        cos = f"{probe['same_index_cos']['mean']:.3f}" if probe.get("same_index_cos") else "-"
+        if probe.get("collapsed_seeds"):
+            cos += " COLLAPSED"
         fam = [_fmt(s["final"]["families"][f], n) if f in s["final"]["families"] else "-" for f in FAMILIES]
         secs = s["times"]["stage1_train_seconds"]["mean"] + s["times"]["stage2_train_seconds"]["mean"]
         rows.append([name, str(s["visual_tokens"]), f"{s['projector_params']:,}", _fmt(s["final"]["overall"], n),
-                     _fmt(s["final"]["spatial"], n), *fam, f"{secs:.0f}"])
-    rows.append(["majority answer", "", "", "", "", *[f"{baseline.get(f, 0):.2f}" for f in FAMILIES], ""])
+                     _fmt(s["final"]["spatial"], n), *fam, f"{secs:.0f}", cos])
+    rows.append(["majority answer", "", "", "", "", *[f"{baseline.get(f, 0):.2f}" for f in FAMILIES], "", ""])
     return header, rows
 
 
@@ -139,23 +159,23 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
     ]
     header, rows = main_rows(summary, baseline)
-    lines += _md_table(header, rows)
+    lines += md_table(header, rows)
     lines += ["", "`cell*` is the localisation family (which of 9 cells). Spatial = column, row, cell, relation.",
               "Majority answer = accuracy of always giving the family's most common test answer.", "",
               "## Learning curves (overall accuracy on the curve subset of the test split)", ""]
     steps = [p["step"] for p in next(iter(summary.values()))["curve"]]
-    lines += _md_table(["projector", *[f"step {s}" for s in steps]],
+    lines += md_table(["projector", *[f"step {s}" for s in steps]],
                        [[n, *[f"{p['overall']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
     lines += ["", "## Spatial accuracy along training", ""]
-    lines += _md_table(["projector", *[f"step {s}" for s in steps]],
+    lines += md_table(["projector", *[f"step {s}" for s in steps]],
                        [[n, *[f"{p['spatial']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
     loss_steps = payload["settings"]["eval"]["loss_steps"]
     lines += ["", "## Stage-2 training loss at fixed early steps (mean of the 10 steps ending there)", ""]
-    lines += _md_table(["projector", *[f"step {s}" for s in loss_steps]],
+    lines += md_table(["projector", *[f"step {s}" for s in loss_steps]],
                        [[n, *[f"{s['stage2_loss_at'][str(k)]['mean']:.3f}" if str(k) in s["stage2_loss_at"] else "-"
                               for k in loss_steps]] for n, s in summary.items()])
     lines += ["", "## Sizes and times", ""]
-    lines += _md_table(
+    lines += md_table(
         ["projector", "options", "params", "stage 1 s", "stage 2 s", "eval s", "job CPU s"],
         [[n, json.dumps(payload["projector_options"][n]), f"{s['projector_params']:,}",
           f"{s['times']['stage1_train_seconds']['mean']:.0f}", f"{s['times']['stage2_train_seconds']['mean']:.0f}",
@@ -165,9 +185,32 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", f"Encoder: {json.dumps(enc['config'])}; held-out per-patch accuracy of its pretraining heads "
               f"{json.dumps(enc['held_out_patch_accuracy'])}.", "", "## Reading these numbers", ""]
     lines += [f"- {note}" for note in payload["notes"]]
+    lines += relevance_section(payload.get("relevance") or [])
     return "\n".join(lines) + "\n"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def relevance_section(rows: list[dict[str, Any]]) -> list[str]:
+    """What each trained projector's tokens keep (deco.analysis), mean over seeds, with the caveat."""
+    if not rows:
+        return []
+    keys = ("same_index_cos", "within_mean_cos", "coverage", "grid_order_spearman", "cell_occupancy")
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        if not isinstance(value, (int, float)):
+            return "n/a"
+        sd = row.get(f"{key}_sd")
+        return f"{value:.3f}" + (f" ± {sd:.3f}" if sd else "")
+
+    out = ["", f"## Relevance metrics of the trained projectors (mean ± SD over {rows[0].get('seeds', 1)} seed(s))", ""]
+    out += md_table(["projector", "route", *keys], [[r["model"] + (" †" if r.get("by_construction") else ""),
+                                                     str(r.get("route")), *[cell(r, k) for k in keys]] for r in rows])
+    out += ["", "† Spatial fidelity holds by construction here: DeCo's Query-to-Patch map is its pooling matrix and "
+            "the MLP's token i is patch i, so grid order and occupancy say nothing about training. For the learned "
+            "compressors they are measured. Full table: analysis/metrics.md."]
+    return out
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return out + ["| " + " | ".join(row) + " |" for row in rows]

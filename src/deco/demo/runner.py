@@ -39,27 +39,32 @@ def projector_options(settings: DemoSettings, name: str) -> dict[str, Any]:
 
 
 def stage_config(
-    settings: DemoSettings, assets: Assets, projector: str, stage: int, run_dir: Path, seed: int, quiet: bool
+    settings: DemoSettings, assets: Assets, projector: str, stage: int, run_dir: Path, seed: int, quiet: bool,
+    lr: float | None = None,
 ) -> Config:
-    """A full deco run config for one stage of one projector."""
+    """A full deco run config for one stage of one projector (`lr`: the projector's learning rate in both
+    stages instead of its configured one, for the sweep)."""
     t = settings.train
     steps = t.stage1_steps if stage == 1 else t.stage2_steps
+    projector_lr = lr if lr is not None else t.projector_lrs.get(projector, t.stage1_lr if stage == 1 else t.stage2_lr)
     lm = settings.lm
     from transformers import AutoTokenizer
 
     vocab = len(AutoTokenizer.from_pretrained(str(assets.tokenizer_dir)))
+    # The LM pretrained on the scenes' text (LLaVA starts from a pretrained Vicuna); without one, random.
+    llm: dict[str, Any] = {"arch": "llama", "tokenizer": str(assets.tokenizer_dir)}
+    if assets.lm_dir is not None:
+        llm["pretrained"] = str(assets.lm_dir)
+    else:
+        llm["hf_config"] = {"hidden_size": lm.hidden_size, "intermediate_size": lm.intermediate_size,
+                            "num_hidden_layers": lm.num_layers, "num_attention_heads": lm.num_heads,
+                            "num_key_value_heads": lm.num_heads, "vocab_size": vocab,
+                            "max_position_embeddings": 2048}
     data = {
         "model": {"dtype": "float32"},
         "vision": {"pretrained": str(assets.encoder_dir), "feature_layer": settings.encoder.feature_layer},
         "projector": {"name": projector, "options": projector_options(settings, projector)},
-        "llm": {
-            "arch": "llama",
-            "tokenizer": str(assets.tokenizer_dir),
-            "hf_config": {"hidden_size": lm.hidden_size, "intermediate_size": lm.intermediate_size,
-                          "num_hidden_layers": lm.num_layers, "num_attention_heads": lm.num_heads,
-                          "num_key_value_heads": lm.num_heads, "vocab_size": vocab,
-                          "max_position_embeddings": 2048},
-        },
+        "llm": llm,
         "data": {
             "train_file": str(assets.data_dir / ("stage1.json" if stage == 1 else "stage2.json")),
             "image_folder": str(assets.images),
@@ -74,7 +79,8 @@ def stage_config(
             "max_steps": steps,
             "global_batch_size": t.batch_size,
             "per_device_batch_size": t.batch_size,
-            "lr": t.stage1_lr if stage == 1 else t.stage2_lr,
+            "lr": projector_lr if stage == 1 else t.stage2_lr,
+            "projector_lr": projector_lr,
             "warmup_ratio": t.warmup_ratio,
             "lr_schedule": t.schedule,
             "precision": "fp32",
@@ -96,7 +102,8 @@ def checkpoint_steps(settings: DemoSettings) -> list[int]:
 
 
 def train_projector(
-    settings: DemoSettings, assets: Assets, projector: str, run_root: Path, seed: int, progress: Progress
+    settings: DemoSettings, assets: Assets, projector: str, run_root: Path, seed: int, progress: Progress,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """Stage 1 then stage 2 for one projector; returns wall and training times per stage."""
     from deco.train import run_training
@@ -108,7 +115,7 @@ def train_projector(
             shutil.rmtree(run_dir)
         progress(f"stage{stage}", 0)
         start = time.perf_counter()
-        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet=True))
+        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet=True, lr=lr))
         out[f"stage{stage}"] = {"seconds": round(time.perf_counter() - start, 2),
                                 "train_seconds": round(summary["train_seconds"], 2),
                                 "skipped_samples": summary["skipped_samples"]}
@@ -122,8 +129,20 @@ def read_losses(run_dir: Path) -> list[list[float]]:
     return [[r["step"], round(float(r["loss"]), 5)] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
 
 
-def eval_plan(settings: DemoSettings, assets: Assets) -> tuple[list[dict], list[dict], int]:
-    """(whole test split, learning-curve subset, number of eval batches a job runs)."""
+def read_probes(run_dir: Path) -> list[dict[str, Any]]:
+    """The collapse probe the trainer logged at each checkpoint (deco.train.probe), with its step."""
+    from deco.train.metrics import read_metrics
+    from deco.train.probe import PROBE_FILE
+
+    return read_metrics(run_dir / PROBE_FILE)
+
+
+def eval_plan(settings: DemoSettings, assets: Assets, split: str = "test") -> tuple[list[dict], list[dict], int]:
+    """(whole held-out split, learning-curve subset, number of eval batches a job runs). The sweep scores
+    the validation split, final models only."""
+    if split == "val":
+        val = load_test(assets.data_dir / "val.json")
+        return val, [], -(-len(val) // settings.eval.batch_size)
     test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
     curve = load_test(assets.data_dir / "test.json", settings.eval.curve_images)
     b = settings.eval.batch_size
@@ -132,13 +151,14 @@ def eval_plan(settings: DemoSettings, assets: Assets) -> tuple[list[dict], list[
 
 
 def evaluate_run(
-    settings: DemoSettings, assets: Assets, stage2_dir: Path, progress: Progress, keep_checkpoints: bool
+    settings: DemoSettings, assets: Assets, stage2_dir: Path, progress: Progress, keep_checkpoints: bool,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Accuracy of each stage-2 checkpoint (curve subset) and of the final model (whole test split)."""
+    """Accuracy of each stage-2 checkpoint (curve subset) and of the final model (whole held-out split)."""
     from deco.model import load_model
     from deco.train.checkpoint import TRAINABLE_FILE, list_checkpoints, load_tensors
 
-    test, curve, _ = eval_plan(settings, assets)
+    test, curve, _ = eval_plan(settings, assets, split)
     done = [0]
 
     def tick(n: int) -> None:
@@ -149,7 +169,7 @@ def evaluate_run(
     final_state = {k: v.clone() for k, v in model.state_dict().items()}
     curves = []
     for step, folder in list_checkpoints(stage2_dir):
-        if step >= settings.train.stage2_steps:
+        if step >= settings.train.stage2_steps or not curve:
             continue
         result = model.load_state_dict(load_tensors(folder / TRAINABLE_FILE), strict=False)
         if result.unexpected_keys:
@@ -159,8 +179,9 @@ def evaluate_run(
     model.load_state_dict(final_state)
     answers = answer_all(model, test, assets.images, settings.eval.batch_size, progress=tick)
     curve_ids = {q["id"] for q in curve}
-    curves.append({"step": settings.train.stage2_steps,
-                   **score(curve, [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids])})
+    if curve:
+        curves.append({"step": settings.train.stage2_steps,
+                       **score(curve, [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids])})
     if not keep_checkpoints:
         for stage_dir in (stage2_dir, stage2_dir.parent / "stage1"):
             for _, folder in list_checkpoints(stage_dir):
@@ -200,7 +221,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     sys.stdout = sys.stderr = log
     torch.set_num_threads(job["threads"])
     settings = settings_from_dict(job["settings"])
-    assets = Assets(**{k: Path(v) if k.endswith("_dir") else v for k, v in job["assets"].items()})
+    assets = Assets(**{k: Path(v) if k.endswith("_dir") and v is not None else v for k, v in job["assets"].items()})
 
     def progress(phase: str, done: int) -> None:
         tmp = root / "progress.json.tmp"
@@ -208,11 +229,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         os.replace(tmp, root / "progress.json")
 
     started, cpu_start = time.perf_counter(), _cpu_seconds()
-    times = train_projector(settings, assets, job["projector"], root, job["seed"], progress)
+    times = train_projector(settings, assets, job["projector"], root, job["seed"], progress, job.get("lr"))
     eval_start = time.perf_counter()
-    result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"])
+    result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"],
+                          job.get("split", "test"))
     result.update(
-        projector=job["projector"], seed=job["seed"], times=times,
+        projector=job["projector"], seed=job["seed"], lr=job.get("lr"), split=job.get("split", "test"), times=times,
+        probe=read_probes(root / "stage2"),
         eval_seconds=round(time.perf_counter() - eval_start, 2),
         job_seconds=round(time.perf_counter() - started, 2),
         job_cpu_seconds=round(_cpu_seconds() - cpu_start, 2),

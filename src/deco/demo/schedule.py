@@ -58,53 +58,56 @@ def _job_done(root: Path, s1: int, s2: int) -> tuple[int, str]:
     return done1 + done2 + (evaluated if phase == "eval" else 0), label
 
 
+def demo_jobs(settings: DemoSettings, seeds: list[int], runs_dir: Path) -> list[dict[str, Any]]:
+    """The comparison's jobs: every projector at every seed, scored on the test split."""
+    return [{"projector": p, "seed": s, "label": f"{p} (seed {s})", "run_root": str(runs_dir / f"seed{s}" / p)}
+            for p in settings.projectors for s in seeds]
+
+
+def sweep_jobs(settings: DemoSettings, seed: int, runs_dir: Path) -> list[dict[str, Any]]:
+    """The sweep's jobs: every projector at every learning rate (equal steps), scored on the validation split."""
+    return [{"projector": p, "seed": seed, "lr": lr, "split": "val", "label": f"{p} (lr {lr:g})",
+             "run_root": str(runs_dir / "sweep" / p / f"lr{lr:g}")}
+            for p in settings.projectors for lr in settings.sweep.lrs]
+
+
 def run_jobs(
     settings: DemoSettings,
     assets: Assets,
-    seeds: list[int],
-    runs_dir: Path,
+    specs: list[dict[str, Any]],
     workers: int,
     keep_checkpoints: bool,
     console: Console,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every (projector, seed); returns their results in projector, seed order."""
-    order = sorted(((p, s) for p in settings.projectors for s in seeds), key=lambda j: -_COST.get(j[0], 1.5))
+    """Train and evaluate every job (`demo_jobs` or `sweep_jobs`); returns their results in the specs' order."""
+    order = sorted(range(len(specs)), key=lambda i: -_COST.get(specs[i]["projector"], 1.5))
     s1, s2 = settings.train.stage1_steps, settings.train.stage2_steps
-    eval_units = eval_plan(settings, assets)[2]
-    total = s1 + s2 + eval_units
-    jobs = {
-        (p, s): {
-            "projector": p, "seed": s, "run_root": str(runs_dir / f"seed{s}" / p), "threads": 1,
-            "settings": settings.to_dict(), "keep_checkpoints": keep_checkpoints,
-            "assets": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(assets).items()},
-        }
-        for p, s in order
-    }
-    results: dict[tuple[str, int], dict[str, Any]] = {}
+    assets_dict = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(assets).items()}
+    jobs = [{**spec, "threads": 1, "settings": settings.to_dict(), "keep_checkpoints": keep_checkpoints,
+             "assets": assets_dict} for spec in specs]
+    totals = [s1 + s2 + eval_plan(settings, assets, spec.get("split", "test"))[2] for spec in specs]
+    results: dict[int, dict[str, Any]] = {}
     context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch thread pools
     with progress_bars("{task.description:<22}", "{task.fields[phase]:<10}", console) as bars, ProcessPoolExecutor(workers, mp_context=context) as pool:
-        tasks = {key: bars.add_task(f"{key[0]} (seed {key[1]})", total=total, phase="waiting", start=False)
-                 for key in order}
-        futures: dict[Future, tuple[str, int]] = {pool.submit(run_job, jobs[key]): key for key in order}
-        started: set[tuple[str, int]] = set()
+        tasks = {i: bars.add_task(specs[i]["label"], total=totals[i], phase="waiting", start=False) for i in order}
+        futures: dict[Future, int] = {pool.submit(run_job, jobs[i]): i for i in order}
+        started: set[int] = set()
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for key in order:
-                root = Path(jobs[key]["run_root"])
-                done, phase = _job_done(root, s1, s2)
-                if phase != "waiting" and key not in started:
-                    bars.start_task(tasks[key])
-                    started.add(key)
-                bars.update(tasks[key], completed=done, phase=phase)
+            for i in order:
+                done, phase = _job_done(Path(jobs[i]["run_root"]), s1, s2)
+                if phase != "waiting" and i not in started:
+                    bars.start_task(tasks[i])
+                    started.add(i)
+                bars.update(tasks[i], completed=done, phase=phase)
             for future in finished:
-                key = futures[future]
+                i = futures[future]
                 try:
-                    results[key] = future.result()
+                    results[i] = future.result()
                 except Exception as exc:
-                    log = Path(jobs[key]["run_root"]) / "log.txt"
-                    raise DecoError(f"demo job {key[0]} (seed {key[1]}) failed: {exc}; see {log}") from exc
-                bars.update(tasks[key], completed=total, phase="done")
-                bars.stop_task(tasks[key])
-    return [results[(p, s)] for p in settings.projectors for s in seeds]
-
+                    log = Path(jobs[i]["run_root"]) / "log.txt"
+                    raise DecoError(f"demo job {specs[i]['label']} failed: {exc}; see {log}") from exc
+                bars.update(tasks[i], completed=totals[i], phase="done")
+                bars.stop_task(tasks[i])
+    return [results[i] for i in range(len(specs))]

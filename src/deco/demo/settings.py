@@ -29,6 +29,7 @@ class SceneSettings:
     max_objects: int = 3
     train_images: int = 8000
     test_images: int = 150
+    validation_images: int = 100
     questions_per_image: int = 8
     caption_fraction: float = 0.5
     seed: int = 1234
@@ -43,7 +44,7 @@ class EncoderSettings:
     num_layers: int = 3
     num_heads: int = 4
     feature_layer: int = -1
-    pretrain_steps: int = 300
+    pretrain_steps: int = 1000
     pretrain_images: int = 3000
     batch_size: int = 32
     lr: float = 2.0e-3
@@ -52,26 +53,41 @@ class EncoderSettings:
 
 @dataclass
 class LMSettings:
-    """The small Llama built from a config (random init; it learns the language in stage 2)."""
+    """The small Llama and its text-only pretraining on the scenes' language (deco.demo.language)."""
 
     hidden_size: int = 128
     intermediate_size: int = 256
     num_layers: int = 2
     num_heads: int = 4
+    pretrain_steps: int = 1500
+    pretrain_batch_size: int = 32
+    pretrain_lr: float = 3.0e-3
+    conversations_per_scene: int = 2
+    seed: int = 0
 
 
 @dataclass
 class TrainSettings:
     """Equal for every projector: steps, batch, data order, learning-rate rule."""
 
-    stage1_steps: int = 50
+    stage1_steps: int = 100
     stage2_steps: int = 750
     batch_size: int = 16
     stage1_lr: float = 1.0e-3
-    stage2_lr: float = 2.0e-3
+    stage2_lr: float = 1.0e-3
     warmup_ratio: float = 0.03
     schedule: str = "cosine"
     checkpoints: int = 3
+    # Per projector, its learning rate in both stages (the LM keeps stage2_lr), chosen by `deco demo
+    # --sweep` on the validation split; projectors not listed use stage1_lr / stage2_lr.
+    projector_lrs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SweepSettings:
+    """`deco demo --sweep`: each projector at each learning rate, equal steps, scored on the validation split."""
+
+    lrs: list[float] = field(default_factory=lambda: [3.0e-4, 1.0e-3, 3.0e-3])
 
 
 @dataclass
@@ -97,6 +113,7 @@ class DemoSettings:
     lm: LMSettings = field(default_factory=LMSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    sweep: SweepSettings = field(default_factory=SweepSettings)
     profiles: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,3 +202,10 @@ def validate(settings: DemoSettings, source: str) -> None:
         raise ConfigError(f"{source}: eval.curve_images must not exceed eval.test_images")
     if settings.train.checkpoints < 1:
         raise ConfigError(f"{source}: train.checkpoints must be >= 1")
+    for name, lr in settings.train.projector_lrs.items():
+        if name not in projector_names():
+            raise ConfigError(f"{source}: train.projector_lrs names unknown projector '{name}'")
+        if not lr > 0:
+            raise ConfigError(f"{source}: train.projector_lrs.{name} must be > 0, got {lr}")
+    if not settings.sweep.lrs or any(not lr > 0 for lr in settings.sweep.lrs):
+        raise ConfigError(f"{source}: sweep.lrs must be a non-empty list of positive learning rates")

@@ -150,7 +150,7 @@ def run_video_job(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(job["threads"])
     settings = _from_dict(VideoDemoSettings, job["settings"], "<video demo job>")
-    assets = Assets(**{k: Path(v) if k.endswith("dir") else v for k, v in job["assets"].items()})
+    assets = Assets(**{k: Path(v) if k.endswith("dir") and v is not None else v for k, v in job["assets"].items()})
     root = Path(job["run_root"])
     root.mkdir(parents=True, exist_ok=True)
     name, seed = job["projector"], job["seed"]

@@ -25,7 +25,7 @@ from deco.train.loop import Loop
 from deco.train.metrics import MetricsWriter
 from deco.train.optim import build_optimizer, build_scheduler, optimizer_kind
 from deco.train.preflight import check_free_space, checkpoint_bytes, folder_bytes, prepare_run_dir
-from deco.train.probe import collapse_warning, measure, probe_images
+from deco.train.probe import PROBE_FILE, collapse_warning, measure, probe_images
 from deco.train.progress import Reporter
 from deco.train.resume import (
     SKIPPED_FILE,
@@ -189,8 +189,9 @@ def _run(
         written = save_checkpoint(accelerator, model, optimizer, scheduler, state, config, extra)
         if probe is not None:
             result = measure(accelerator.unwrap_model(model).deco, probe)
-            if metrics is not None:
-                metrics.write({"step": state.step, "event": "probe", "probe": result})
+            if main:  # its own file: metrics.jsonl keeps one record per logged step
+                with open(run_dir / PROBE_FILE, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.step, **result}) + "\n")
             if (warning := collapse_warning(state.step, result)) is not None:
                 reporter.info(warning)
         return written

@@ -4,8 +4,9 @@ checkpoint of a run.
 A projector whose outputs hardly change from one image to the next has collapsed: the LM then learns
 to answer from the text alone and the run still "converges". The DeCo article reports duplicate
 Q-Former queries across images; here the same-token-across-images cosine (token i of image a against
-token i of image b, averaged; deco.analysis.metrics.redundancy) is logged to metrics.jsonl so it shows
-in any run, and a value above COLLAPSE_COS is flagged in the log.
+token i of image b, averaged; deco.analysis.metrics.redundancy) is logged to the run directory's
+probe.jsonl (one record per checkpoint) so it shows in any run, and a value above COLLAPSE_COS is flagged
+in the log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from deco.analysis.metrics import redundancy
 # Above this mean same-index cosine the outputs are treated as image-independent. Healthy projectors in
 # the demo sit far below (DeCo ~0.3-0.7); the collapsed Q-Former of issue 13 measured 1.000.
 COLLAPSE_COS = 0.99
+PROBE_FILE = "probe.jsonl"
 
 
 def probe_images(dataset: Any, count: int = 8) -> torch.Tensor | None:
