@@ -9,7 +9,7 @@ import typer
 
 
 def demo_command(
-    quick: Annotated[bool, typer.Option("--quick", help="DeCo vs Q-Former only, 400 steps (under 3 minutes).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="DeCo vs Q-Former only, 400 stage-2 steps (a convergence snapshot).")] = False,
     paper_geometry: Annotated[
         bool, typer.Option("--paper-geometry", help="24x24 patches -> 12x12 tokens as in the paper (much slower).")
     ] = False,
