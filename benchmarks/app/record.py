@@ -20,16 +20,6 @@ from pathlib import Path
 from typing import Any
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     value = fn(*args, **kwargs)
@@ -100,11 +90,13 @@ def main() -> None:
     import torch
 
     results = [measure(m, args.threads, args.rounds) for m in args.model]
+    from deco.train.runinfo import cpu_model
+
     payload = {
         "what": "deco app latency through the page's callbacks: question -> full answer (greedy, <= 16 new "
                 "tokens), answer -> Text-to-Patch maps of every word + Query-to-Patch + token metrics, word click",
         "goal_s": {"first_answer": 2.0, "text_to_patch": 3.0},
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": args.threads,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": args.threads,
                     "torch": torch.__version__, "python": platform.python_version(), "nice": os.nice(0),
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -47,16 +47,6 @@ def run_once(work: Path, threads: int | None, steps: int, tag: str) -> dict:
             "final_loss": losses[-1], "load_1min_before": round(load, 2)}
 
 
-def _cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main() -> None:
     """Run the interleaved rounds and write the JSON record."""
@@ -77,7 +67,9 @@ def main() -> None:
             for threads in order:
                 runs.append(run_once(work, threads, args.steps, f"{r}-{threads}"))
                 print(runs[-1], flush=True)
-    record = {"label": args.label, "machine": {"cpu": _cpu_model(),
+    from deco.train.runinfo import cpu_model
+
+    record = {"label": args.label, "machine": {"cpu": cpu_model(),
                                                "cores": os.cpu_count(), "python": platform.python_version()},
               "command": "deco train configs/tiny.yaml (sample data), " + f"{args.steps} steps", "runs": runs,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
