@@ -41,6 +41,23 @@ def test_profiles_and_bad_settings():
         settings_from_dict(data)
     with pytest.raises(ConfigError, match="no profile"):
         load_settings(None, ("fast",))
+    data = default_settings().to_dict()
+    data["scenes"]["families"] = ["cell", "colour-of"]
+    with pytest.raises(ConfigError, match="scenes.families"):
+        settings_from_dict(data)
+
+
+def test_families_setting_chooses_what_is_trained_and_tested(tmp_path):
+    from deco.demo.dataset import write_dataset
+    from deco.demo.settings import SceneSettings
+
+    families = ["cell", "relation"]
+    write_dataset(tmp_path, SceneSettings(train_images=30, test_images=10, validation_images=4, families=families))
+    test = json.loads((tmp_path / "test.json").read_text())
+    assert {r["family"] for r in test} == set(families)
+    stage2 = json.loads((tmp_path / "stage2.json").read_text())
+    asked = [t["value"].removeprefix("<image>\n") for r in stage2 for t in r["conversations"][::2]]
+    assert {q.split()[0] for q in asked} <= {"cell", "is", "describe"}  # "is red left of blue"
 
 
 def test_scene_objects_have_distinct_cells_and_colours_and_stay_in_their_cell():
@@ -184,6 +201,9 @@ def test_assets_are_cached_by_settings(tmp_path):
     data["encoder"]["pretrain_steps"] = 3  # a new encoder, the same dataset and LM
     other = prepare_assets(settings_from_dict(data), tmp_path)
     assert other.built == ["encoder"] and other.data_dir == first.data_dir and other.lm_dir == first.lm_dir
+    data["scenes"]["families"] = ["cell", "row"]  # new questions: new data and LM, the same encoder
+    fewer = prepare_assets(settings_from_dict(data), tmp_path)
+    assert fewer.built == ["dataset", "language model"] and fewer.encoder_dir == other.encoder_dir
 
 
 def _fake_payload(acc: dict[str, dict[str, float]], seeds: int = 1) -> dict:

@@ -111,6 +111,16 @@ def cached_assets(
     return Assets(data_dir, encoder_dir, data_dir / "tokenizer", summary, report, built)
 
 
+def encoder_inputs(settings: DemoSettings) -> dict[str, Any]:
+    """What the encoder's pretraining reads: the training scenes it sees and its own settings. Questions,
+    families and split sizes beyond those scenes do not change it, so changing them keeps the cached encoder
+    (scenes are drawn in order from one stream: the first N are the same whatever train_images is)."""
+    s = settings.scenes
+    seen = {"image_size": s.image_size, "min_objects": s.min_objects, "max_objects": s.max_objects, "seed": s.seed,
+            "images": min(s.train_images, settings.encoder.pretrain_images), "test_images": min(s.test_images, 100)}
+    return {"scenes": seen, "encoder": asdict(settings.encoder)}
+
+
 def prepare_assets(
     settings: DemoSettings,
     cache_dir: str | Path,
@@ -141,7 +151,7 @@ def prepare_assets(
         return report
 
     assets = cached_assets(root, rebuild, _key("data", {"scenes": scenes}), build_data,
-                           _key("encoder", {"scenes": scenes, "encoder": asdict(settings.encoder)}), build_encoder)
+                           _key("encoder", encoder_inputs(settings)), build_encoder)
 
     def build_lm(folder: Path) -> dict[str, Any]:
         from deco.demo.language import pretrain_language_model, save_language_model
@@ -151,7 +161,7 @@ def prepare_assets(
         tokenizer = load_tokenizer(assets.tokenizer_dir)
         model, report = pretrain_language_model(
             split_scenes(settings.scenes, TRAIN), split_scenes(settings.scenes, TEST), tokenizer, settings.lm,
-            settings.scenes.questions_per_image, settings.scenes.caption_fraction, lm_progress or progress)
+            settings.scenes, lm_progress or progress)
         save_language_model(model, tokenizer, report, folder)
         return report
 

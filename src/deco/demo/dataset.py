@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from deco.demo.questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions
+from deco.demo.questions import DESCRIBE, ask, caption, conversation_questions
 from deco.demo.scenes import Scene, render, sample_scene
 from deco.demo.settings import SceneSettings
 from deco.model.tokenizer import IMAGE_TOKEN
@@ -78,16 +78,16 @@ def stage1_records(scenes: list[Scene]) -> list[dict[str, Any]]:
 def stage2_records(scenes: list[Scene], settings: SceneSettings) -> list[dict[str, Any]]:
     """Multi-turn question records (stage 2); a caption turn closes `caption_fraction` of them."""
     rng = np.random.default_rng([settings.seed, 2])
-    return [
-        qa_record(i, _image_path(TRAIN, i), conversation_questions(scene, rng, settings.questions_per_image),
-                  rng, settings.caption_fraction, caption(scene))
-        for i, scene in enumerate(scenes)
-    ]
+    records = []
+    for i, scene in enumerate(scenes):
+        pairs = conversation_questions(scene, rng, settings.questions_per_image, settings.families)
+        records.append(qa_record(i, _image_path(TRAIN, i), pairs, rng, settings.caption_fraction, caption(scene)))
+    return records
 
 
 def test_records(scenes: list[Scene], settings: SceneSettings, split: str = TEST) -> list[dict[str, Any]]:
     """One question per (image, family) of a held-out split (test or validation) where the scene can pose it."""
-    return one_question_per_family(scenes, FAMILIES, ask, lambda i: _image_path(split, i),
+    return one_question_per_family(scenes, settings.families, ask, lambda i: _image_path(split, i),
                                    np.random.default_rng([settings.seed, _QUESTION_STREAMS[split]]))
 
 

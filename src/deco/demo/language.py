@@ -26,9 +26,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from deco.data.encoding import IGNORE_INDEX, ConversationEncoder
 from deco.data.templates import GPT, HUMAN, get_template, render_prompt
-from deco.demo.questions import DESCRIBE, FAMILIES, caption, conversation_questions
+from deco.demo.questions import DESCRIBE, caption, conversation_questions
 from deco.demo.scenes import Scene
-from deco.demo.settings import LMSettings
+from deco.demo.settings import LMSettings, SceneSettings
 
 TEMPLATE = "vicuna_v1"
 
@@ -41,29 +41,29 @@ def lm_config(settings: LMSettings, vocab_size: int) -> LlamaConfig:
                        max_position_embeddings=2048, tie_word_embeddings=False)
 
 
-def text_turns(scene: Scene, rng: np.random.Generator, questions: int, caption_fraction: float) -> list[tuple[str, str]]:
-    """One text conversation about a scene: its caption, then question turns (the caption stands where
-    the image goes in the multimodal data), sometimes closed by a 'describe the image' turn."""
-    pairs = conversation_questions(scene, rng, questions)
+def text_turns(scene: Scene, rng: np.random.Generator, scenes: SceneSettings) -> list[tuple[str, str]]:
+    """One text conversation about a scene: its caption, then question turns of the demo's families (the
+    caption stands where the image goes in the multimodal data), sometimes closed by a 'describe' turn."""
+    pairs = conversation_questions(scene, rng, scenes.questions_per_image, scenes.families)
     turns: list[tuple[str, str]] = []
     for _family, (question, answer) in pairs:
         turns += [(HUMAN, question), (GPT, answer)]
-    if rng.random() < caption_fraction:
+    if rng.random() < scenes.caption_fraction:
         turns += [(HUMAN, DESCRIBE), (GPT, caption(scene))]
     turns[0] = (HUMAN, f"{caption(scene)}\n{turns[0][1]}")
     return turns
 
 
 def encode_corpus(
-    scenes: Sequence[Scene], tokenizer: PreTrainedTokenizerBase, settings: LMSettings, questions: int,
-    caption_fraction: float, seed: int,
+    scenes: Sequence[Scene], tokenizer: PreTrainedTokenizerBase, settings: LMSettings, scene_settings: SceneSettings,
+    seed: int,
 ) -> list[tuple[list[int], list[int]]]:
     """(input_ids, labels) of `settings.conversations_per_scene` text conversations per scene; loss on the
     answers only, as in stage 2."""
     template = get_template(TEMPLATE)
     encoder = ConversationEncoder(tokenizer, template)
     rng = np.random.default_rng([seed, 7])
-    batch = [template.segments(text_turns(s, rng, questions, caption_fraction))
+    batch = [template.segments(text_turns(s, rng, scene_settings))
              for _ in range(settings.conversations_per_scene) for s in scenes]
     out = []
     for enc in encoder.encode_many(batch):
@@ -89,8 +89,7 @@ def pretrain_language_model(
     test_scenes: Sequence[Scene],
     tokenizer: PreTrainedTokenizerBase,
     settings: LMSettings,
-    questions: int,
-    caption_fraction: float,
+    scene_settings: SceneSettings,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[LlamaForCausalLM, dict[str, Any]]:
     """Train the LM on text conversations; returns it (eval mode) and a report with held-out accuracy per
@@ -101,7 +100,7 @@ def pretrain_language_model(
         torch.manual_seed(settings.seed)
         model = LlamaForCausalLM(lm_config(settings, len(tokenizer)))
         start = time.perf_counter()
-        corpus = encode_corpus(train_scenes, tokenizer, settings, questions, caption_fraction, settings.seed)
+        corpus = encode_corpus(train_scenes, tokenizer, settings, scene_settings, settings.seed)
         losses = _fit(model, corpus, tokenizer.pad_token_id, settings, progress)
         model.eval()
         report = {
@@ -109,7 +108,8 @@ def pretrain_language_model(
             "conversations": len(corpus),
             "seconds": round(time.perf_counter() - start, 1),
             "final_loss": round(float(np.mean(losses[-20:])), 4),
-            "held_out_text_accuracy": text_accuracy(model, tokenizer, test_scenes, settings.seed),
+            "held_out_text_accuracy": text_accuracy(model, tokenizer, test_scenes, scene_settings.families,
+                                                    settings.seed),
         }
         return model, report
     finally:
@@ -141,7 +141,7 @@ def _fit(model: LlamaForCausalLM, corpus: list, pad_id: int, settings: LMSetting
 
 @torch.no_grad()
 def text_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, scenes: Sequence[Scene],
-                  seed: int) -> dict[str, float]:
+                  families: Sequence[str], seed: int) -> dict[str, float]:
     """Exact-match accuracy per family of greedy one-word answers, the scene given as its caption."""
     from deco.demo.questions import ask
 
@@ -149,7 +149,7 @@ def text_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, s
     hits: dict[str, list[float]] = defaultdict(list)
     prompts, answers, families = [], [], []
     for scene in scenes:
-        for family in FAMILIES:
+        for family in families:
             qa = ask(family, scene, rng)
             if qa is not None:
                 prompts.append(render_prompt(TEMPLATE, f"{caption(scene)}\n{qa[0]}"))

@@ -143,9 +143,10 @@ def pick_questions(
     return out
 
 
-def conversation_questions(scene: Scene, rng: np.random.Generator, n: int) -> list[tuple[str, QA]]:
-    """Up to n (family, qa) pairs from distinct families, in random order."""
-    return pick_questions(ask, FAMILIES, scene, rng, n)
+def conversation_questions(scene: Scene, rng: np.random.Generator, n: int,
+                           families: Sequence[str] = FAMILIES) -> list[tuple[str, QA]]:
+    """Up to n (family, qa) pairs from distinct `families`, in random order."""
+    return pick_questions(ask, families, scene, rng, n)
 
 
 def vocabulary() -> list[str]:

@@ -18,6 +18,8 @@ from deco.config import _deep_merge, _from_dict, read_yaml
 from deco.errors import ConfigError
 
 PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
+# The question families the demo trains and reports (deco.demo.questions.FAMILIES has them all).
+DEFAULT_FAMILIES = ("attribute", "column", "row", "cell", "relation", "count", "exists", "smallest")
 
 
 @dataclass
@@ -33,6 +35,7 @@ class SceneSettings:
     questions_per_image: int = 8
     caption_fraction: float = 0.5
     seed: int = 1234
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
 
 
 @dataclass
@@ -181,9 +184,14 @@ def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()
 
 def validate(settings: DemoSettings, source: str) -> None:
     """Cross-field checks that would otherwise fail minutes into a run."""
+    from deco.demo.questions import FAMILIES
     from deco.projectors import projector_names
 
     s = settings.scenes
+    unknown = [f for f in s.families if f not in FAMILIES]
+    if not s.families or unknown or len(set(s.families)) != len(s.families):
+        raise ConfigError(f"{source}: scenes.families must be distinct names from {', '.join(FAMILIES)}; "
+                          f"got {s.families}")
     if not 1 <= s.min_objects <= s.max_objects <= 9:
         raise ConfigError(f"{source}: scenes need 1 <= min_objects <= max_objects <= 9")
     if s.image_size % settings.encoder.patch_size:
