@@ -10,9 +10,9 @@ import yaml
 from deco.config import dump_config, load_config
 from deco.errors import ConfigError
 
-# Run configs (the Config schema). demo.yaml holds `deco demo` settings, another schema, checked
-# against the demo's built-in defaults in tests/test_demo_parts.py.
-CONFIGS = sorted(p for p in Path("configs").glob("*.yaml") if p.name != "demo.yaml")
+# Run configs (the Config schema). demo.yaml and demo-video.yaml hold `deco demo` settings, another schema, checked
+# against the demo's built-in defaults in tests/test_demo_parts.py and tests/test_video_demo.py.
+CONFIGS = sorted(p for p in Path("configs").glob("*.yaml") if not p.name.startswith("demo"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

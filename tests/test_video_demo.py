@@ -1,18 +1,23 @@
-"""The video demo: synthetic videos, their questions, the written data, equal budgets, an end-to-end run."""
+"""The video kind of the demo: synthetic videos, their questions, the written data, its settings (one schema with
+the image kind), equal budgets, an end-to-end run through the shared runner and report."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deco.data import load_records
 from deco.demo.scenes import BACKGROUND
+from deco.demo.settings import default_settings, load_settings, settings_from_dict
 from deco.demo.video_questions import ask, caption, conversation_questions, vocabulary
 from deco.demo.video_scenes import Track, Video, clock_colour, render_video, sample_video
-from deco.demo.video_settings import VideoSceneSettings, video_settings
+from deco.demo.video_settings import VideoSceneSettings
 from deco.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def constructed(clock: bool = True) -> Video:
@@ -102,60 +107,108 @@ def test_frame_encoder_reads_time_from_the_clock_only():
     assert accuracy[True] > 0.85 and accuracy[False] < 0.4  # 4 frames: chance is 0.25
 
 
-def test_default_budget_is_equal_and_unequal_budgets_are_refused():
-    from deco.demo.video_runner import token_budget
+def test_video_yaml_spells_out_the_built_in_settings_and_the_recorded_values():
+    recipe = load_settings(ROOT / "configs" / "demo-video.yaml")
+    assert recipe == load_settings(kind="video") and recipe.kind == "video"
+    # The values benchmarks/video_demo/ recorded are still the defaults, so its tables rerun.
+    recorded = json.loads((ROOT / "benchmarks" / "video_demo" / "default" / "results.json").read_text())["settings"]
+    now = recipe.to_dict()
+    assert now["seeds"] == len(recorded["seeds"]) and now["projectors"] == recorded["projectors"]
+    assert now["projector_options"] == recorded["projector_options"]
+    for section in ("videos", "encoder", "lm", "train", "eval"):
+        assert {k: now[section][k] for k in recorded[section]} == recorded[section], section
+    assert now["eval"]["max_new_tokens"] == 3 and now["lm"]["pretrain_steps"] == 0  # as the recorded runs did
+    assert load_settings(kind="video", profiles=("quick",)).seeds == 1
+    assert load_settings(kind="video", profiles=("long",)).train.stage2_steps == 2400
+    with pytest.raises(ConfigError, match="kind is 'image'"):
+        load_settings(ROOT / "configs" / "demo.yaml", kind="video")
 
-    settings = video_settings()
-    budget = token_budget(settings)
+
+def _video(**changes) -> dict:
+    data = default_settings("video").to_dict()
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            data[section][name] = value
+        else:
+            data[section] = value
+    return data
+
+
+def test_default_budget_is_equal_and_unequal_budgets_are_refused():
+    from deco.demo.video_settings import token_budget
+
+    budget = token_budget(load_settings(kind="video"))
     assert set(budget) == {"deco_spatial", "deco_temporal", "deco3d", "pllava", "qformer_video"}
     assert {b["tokens"] for b in budget.values()} == {36}  # 4 frames x 36 patches, 4x fewer
+    options = _video()["projector_options"]
+    options["deco_spatial"] = {"grid": [2, 2]}
     with pytest.raises(ConfigError, match="equal token budgets"):
-        token_budget(video_settings(overrides={"projector_options": {"deco_spatial": {"grid": [2, 2]}}}))
+        settings_from_dict(_video(projector_options=options))
     with pytest.raises(ConfigError, match="no time axis"):
-        video_settings(overrides={"projectors": ["deco"]})
+        settings_from_dict(_video(projectors=["deco"]))
     with pytest.raises(ConfigError, match="max_objects"):
-        video_settings(overrides={"videos": {"frames": 2, "max_objects": 3}})
+        settings_from_dict(_video(videos__frames=2, videos__max_objects=3))
+    with pytest.raises(ConfigError, match="lm.pretrain_steps"):
+        settings_from_dict(_video(lm__pretrain_steps=10))
 
 
-def test_end_to_end_through_the_real_trainer(tmp_path):
-    from deco.demo.video_runner import report_markdown, run_video_demo
-
-    settings = video_settings(overrides={
-        "projectors": ["deco_spatial", "pllava"], "seeds": [0],
-        "videos": {"train_videos": 8, "test_videos": 2},
-        "encoder": {"pretrain_steps": 2, "pretrain_images": 16, "batch_size": 8},
-        "lm": {"hidden_size": 32, "intermediate_size": 64},
-        "train": {"stage1_steps": 1, "stage2_steps": 2, "batch_size": 4},
-        "eval": {"batch_size": 16},
-    })
-    results = run_video_demo(settings, tmp_path / "out", cache_dir=tmp_path / "cache", status=lambda _: None)
-    assert [r["projector"] for r in results["runs"]] == ["deco_spatial", "pllava"]
-    for run in results["runs"]:
-        assert run["losses"] and 0.0 <= run["final"]["overall"] <= 1.0
-        assert (tmp_path / "out" / "runs" / f"{run['projector']}-seed0" / "stage2" / "final").is_dir()
-    assert results["budget"]["pllava"]["tokens"] == results["budget"]["deco_spatial"]["tokens"] == 36
-    assert "time" in results["encoder"]["held_out_patch_accuracy"]
-    table = report_markdown(results)
-    assert "| pllava | 36 |" in table and "majority answer" in table
-    assert (tmp_path / "out" / "report.md").read_text() == table
+TINY_VIDEO = {
+    "projectors": ["deco_spatial", "pllava"], "seeds": 1, "videos.train_videos": 8, "videos.test_videos": 2,
+    "encoder.pretrain_steps": 2, "encoder.pretrain_images": 16, "encoder.batch_size": 8,
+    "lm.hidden_size": 32, "lm.intermediate_size": 64,
+    "train.stage1_steps": 1, "train.stage2_steps": 2, "train.batch_size": 4, "eval.batch_size": 16,
+}
 
 
-def test_cli_passes_seeds_projectors_and_steps_to_the_video_demo(monkeypatch, tmp_path):
+def test_end_to_end_through_the_shared_runner_and_report(tmp_path):
+    from rich.console import Console
+
+    from deco.demo.pipeline import DemoOptions, run_demo
+
+    out = tmp_path / "out"
+    console = Console(file=open(tmp_path / "console.txt", "w"), width=160)  # noqa: SIM115
+    payload = run_demo(DemoOptions(video=True, out=out, cache_dir=tmp_path / "cache", workers=1, extra=TINY_VIDEO),
+                       console)
+    assert payload["kind"] == "video" and [r["projector"] for r in payload["runs"]] == ["deco_spatial", "pllava"]
+    for run in payload["runs"]:
+        assert run["losses"]["stage2"] and 0.0 <= run["final"]["overall"] <= 1.0
+        assert set(run["final"]["families"]) <= {"direction", "order", "start", "end", "count"}
+        assert (out / "runs" / "seed0" / run["projector"] / "stage2" / "final").is_dir()
+        assert not (out / "runs" / "seed0" / run["projector"] / "stage2" / "checkpoint-2").exists()
+    assert payload["geometry"]["visual_tokens"] == {"deco_spatial": 36, "pllava": 36}
+    assert "time" in payload["assets"]["encoder"]["held_out_patch_accuracy"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["kind"] == "video" and set(results["projectors"]) == {"deco_spatial", "pllava"}
+    table = (out / "results.md").read_text()
+    assert "| pllava | 36 |" in table and "majority answer" in table and "Videos of 4 frames" in table
+    header = next(line for line in table.splitlines() if line.startswith("| projector | tokens"))
+    assert "| direction |" in header and "| count |" in header and "spatial" not in header
+    assert (out / "loss_curves.png").is_file() and not (out / "examples").exists()
+
+
+def test_cli_passes_seeds_projectors_steps_and_config_to_the_video_demo(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import deco.demo.video_runner as runner
+    import deco.demo.pipeline as pipeline
     from deco.cli import app
 
     seen = {}
 
-    def fake_run(settings, out, cache_dir, rebuild, workers):
-        seen["settings"] = settings
-        raise SystemExit(0)
+    def fake_run(opts, console=None):
+        seen["settings"] = pipeline.resolve_settings(opts)
+        seen["seeds"] = [opts.seed + i for i in range(seen["settings"].seeds)]
 
-    monkeypatch.setattr(runner, "run_video_demo", fake_run)
+    monkeypatch.setattr(pipeline, "run_demo", fake_run)
     CliRunner().invoke(app, ["demo", "--video", "--long", "--seed", "1", "--seeds", "2", "--projectors",
                              "deco3d,pllava", "--steps", "7", "--out", str(tmp_path)])
     s = seen["settings"]
-    assert s.seeds == [1, 2] and s.projectors == ["deco3d", "pllava"] and s.train.stage2_steps == 7
+    assert seen["seeds"] == [1, 2] and s.projectors == ["deco3d", "pllava"] and s.train.stage2_steps == 7
     CliRunner().invoke(app, ["demo", "--video", "--out", str(tmp_path)])
-    assert seen["settings"].seeds == [0, 1, 2]  # the default keeps its 3 seeds
+    assert seen["seeds"] == [0, 1, 2] and seen["settings"].kind == "video"  # the default keeps its 3 seeds
+    CliRunner().invoke(app, ["demo", "--video", "--long", "--out", str(tmp_path)])
+    assert seen["seeds"] == [0] and seen["settings"].train.stage2_steps == 2400
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("kind: video\ntrain: {stage2_steps: 5}\n")
+    CliRunner().invoke(app, ["demo", "--config", str(mine), "--out", str(tmp_path)])  # the file's kind decides
+    assert seen["settings"].kind == "video" and seen["settings"].train.stage2_steps == 5

@@ -129,7 +129,13 @@ def prepare_assets(
     progress: Callable[[int, int], None] | None = None,
     lm_progress: Callable[[int, int], None] | None = None,
 ) -> Assets:
-    """Dataset, encoder and text-pretrained LM for these settings, from the cache or built now."""
+    """The assets of either kind, from the cache or built now: images get the dataset, encoder and
+    text-pretrained LM (none when lm.pretrain_steps is 0), videos their dataset and frame encoder
+    (deco.demo.video_data)."""
+    if settings.kind == "video":
+        from deco.demo.video_data import prepare_video_assets
+
+        return prepare_video_assets(settings, cache_dir, rebuild, status)
     from deco.demo.dataset import TEST, TRAIN, split_scenes, write_dataset
     from deco.demo.encoder import pretrain_encoder, save_encoder
     from deco.demo.vocab import build_demo_tokenizer
@@ -152,6 +158,8 @@ def prepare_assets(
 
     assets = cached_assets(root, rebuild, _key("data", {"scenes": scenes}), build_data,
                            _key("encoder", encoder_inputs(settings)), build_encoder)
+    if settings.lm.pretrain_steps < 1:  # the LM starts from random weights
+        return assets
 
     def build_lm(folder: Path) -> dict[str, Any]:
         from deco.demo.language import pretrain_language_model, save_language_model

@@ -26,7 +26,8 @@ def demo_command(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the dataset and encoder.")] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel jobs (default: one per CPU core).")] = None,
-    config: Annotated[Path | None, typer.Option(help="Demo settings YAML (default: built in; see configs/demo.yaml).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Demo settings YAML (default: built in; see configs/demo.yaml, "
+                                                               "configs/demo-video.yaml).")] = None,
     keep_checkpoints: Annotated[
         bool, typer.Option("--keep-checkpoints", help="Keep intermediate checkpoints (the final models are kept).")
     ] = False,
@@ -35,7 +36,8 @@ def demo_command(
                                            "the validation split; prints the train.projector_lrs to use.")
     ] = False,
     video: Annotated[
-        bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead.")
+        bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead (the same runner, "
+                                           "settings schema, cache and report; configs/demo-video.yaml).")
     ] = False,
     long: Annotated[bool, typer.Option("--long", help="With --video: one seed, 3x the default steps (about 8 "
                                                       "minutes on 2 cores; with --seeds 3 about 17).")] = False,
@@ -47,27 +49,11 @@ def demo_command(
     compressors at the same token count, and scores greedy answers on a held-out split. Writes results.json,
     results.md, plots and example images to --out.
     """
-    names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
-    if video:
-        from deco.demo.video_runner import report_markdown, run_video_demo
-        from deco.demo.video_settings import video_settings
-
-        overrides: dict = {}
-        if seeds is not None or seed != 0:
-            count = seeds if seeds is not None else len(video_settings(quick=quick, long=long).seeds)
-            overrides["seeds"] = list(range(seed, seed + count))
-        if names:
-            overrides["projectors"] = names
-        if steps is not None:
-            overrides["train"] = {"stage2_steps": steps}
-        settings = video_settings(quick=quick, long=long, overrides=overrides or None)
-        result = run_video_demo(settings, out, cache_dir, rebuild=no_cache, workers=workers)
-        typer.echo(report_markdown(result))
-        return
     from deco.demo.pipeline import DemoOptions, run_demo
 
-    run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, seed=seed, seeds=seeds or 1, projectors=names,
-                         steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
+    names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
+    run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, video=video, long=long, seed=seed, seeds=seeds,
+                         projectors=names, steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
                          config=config, keep_checkpoints=keep_checkpoints, sweep=sweep))
 
 

@@ -1,7 +1,8 @@
 """Held-out evaluation: greedy answers from `DecoModel.generate`, exact match per question family.
 
 Each test question is asked on its own, as the first turn of a `vicuna_v1` conversation with its
-image (the prompt `render_prompt` builds, which is the prefix the model was trained on).
+image or video (the prompt `render_prompt` builds, which is the prefix the model was trained on).
+Both scene kinds are scored here; each kind names its families and the groups reported beside them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import torch
 
 from deco.data import load_image, render_prompt
-from deco.demo.questions import FAMILIES, LOCALISATION, SPATIAL
 from deco.model import DecoModel
 from deco.model.tokenizer import IMAGE_TOKEN
 
@@ -77,20 +77,30 @@ def answer_all(
     return answers
 
 
-def score(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]:
-    """Exact-match accuracy per family, overall (mean over questions), spatial and localisation."""
+def question_families(kind: str = "image") -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """A scene kind's question families in report order, and the groups of families scored beside them
+    (images: spatial and localisation; videos: none)."""
+    if kind == "video":
+        from deco.demo.video_questions import FAMILIES as VIDEO_FAMILIES
+
+        return VIDEO_FAMILIES, {}
+    from deco.demo.questions import FAMILIES, LOCALISATION, SPATIAL
+
+    return FAMILIES, {"spatial": SPATIAL, "localisation": LOCALISATION}
+
+
+def score(questions: list[dict[str, Any]], answers: list[str], kind: str = "image") -> dict[str, Any]:
+    """Exact-match accuracy per family, overall (mean over questions) and per group of the kind's families."""
+    families, groups = question_families(kind)
     hits: dict[str, list[float]] = defaultdict(list)
     for q, a in zip(questions, answers, strict=True):
         hits[q["family"]].append(float(normalize(a) == normalize(q["answer"])))
-    families = {f: sum(v) / len(v) for f in FAMILIES if (v := hits.get(f))}
     every = [h for v in hits.values() for h in v]
-    spatial = [h for f in SPATIAL for h in hits.get(f, [])]
-    local = [h for f in LOCALISATION for h in hits.get(f, [])]
+    grouped = {name: [h for f in members for h in hits.get(f, [])] for name, members in groups.items()}
     return {
         "overall": sum(every) / len(every) if every else 0.0,
-        "spatial": sum(spatial) / len(spatial) if spatial else 0.0,
-        "localisation": sum(local) / len(local) if local else 0.0,
-        "families": families,
+        **{name: sum(v) / len(v) if v else 0.0 for name, v in grouped.items()},
+        "families": {f: sum(v) / len(v) for f in families if (v := hits.get(f))},
         "questions": len(every),
         "counts": {f: len(v) for f, v in hits.items()},  # questions scored per family (the noise depends on it)
     }

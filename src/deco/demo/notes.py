@@ -105,6 +105,10 @@ def observations(payload: dict[str, Any]) -> list[str]:
                    "(wall times move with machine load; CPU seconds are in the sizes table).")
     if len(payload["seeds"]) == 1:
         out.append("One seed: `deco demo --seeds 3` reports mean and spread; trust only gaps beyond the noise shown.")
-    out.append("Scale: a small LM pretrained on the scenes' text and a tiny frozen encoder, both cached; synthetic "
-               "scenes. This shows the mechanism, not the paper's benchmark numbers.")
+    if payload.get("kind") == "video":
+        out.append("Scale: a small LM trained from random weights and a tiny frozen frame encoder on synthetic videos; "
+                   "a direction, not a measurement of real video LLMs.")
+    else:
+        out.append("Scale: a small LM pretrained on the scenes' text and a tiny frozen encoder, both cached; synthetic "
+                   "scenes. This shows the mechanism, not the paper's benchmark numbers.")
     return out

@@ -1,4 +1,5 @@
-"""`deco demo` end to end: settings -> cached assets -> jobs -> results.json, results.md, plots."""
+"""`deco demo` end to end, for both scene kinds (images; videos with `--video`): settings -> cached
+assets -> jobs -> results.json, results.md, plots."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ class DemoOptions:
 
     quick: bool = False
     paper_geometry: bool = False
+    video: bool = False  # the video kind (configs/demo-video.yaml); a --config file may also say `kind: video`
+    long: bool = False  # the video kind's `long` profile
     seed: int = 0
-    seeds: int = 1
+    seeds: int | None = None  # None: the settings' `seeds`
     projectors: list[str] | None = None
     steps: int | None = None
     out: Path = Path("deco-demo")
@@ -43,18 +46,24 @@ class DemoOptions:
 
 def resolve_settings(opts: DemoOptions) -> DemoSettings:
     """Built-in or file settings, profiles, then the command-line choices."""
-    profiles = tuple(p for p, on in (("quick", opts.quick), ("paper_geometry", opts.paper_geometry)) if on)
-    settings = load_settings(opts.config, profiles)
+    profiles = tuple(p for p, on in (("quick", opts.quick), ("paper_geometry", opts.paper_geometry),
+                                     ("long", opts.long)) if on)
+    settings = load_settings(opts.config, profiles, "video" if opts.video else None)
     data = settings.to_dict()
+    if opts.seeds is not None:
+        data["seeds"] = opts.seeds
     if opts.projectors:
         data["projectors"] = list(opts.projectors)
     if opts.steps is not None:
         if opts.steps < 1:
             raise ConfigError(f"--steps must be >= 1, got {opts.steps}")
         data["train"]["stage2_steps"] = opts.steps
-    for key, value in opts.extra.items():  # tests: dotted overrides such as "scenes.train_images"
-        section, name = key.split(".")
-        data[section][name] = value
+    for key, value in opts.extra.items():  # tests: overrides such as "seeds" or "scenes.train_images"
+        *sections, name = key.split(".")
+        target = data
+        for section in sections:
+            target = target[section]
+        target[name] = value
     return settings_from_dict(data, "demo settings + command line")
 
 
@@ -72,6 +81,8 @@ def _prepare_out(out: Path) -> Path:
 
 def _assets(settings: DemoSettings, opts: DemoOptions, console: Console) -> Assets:
     cache = opts.cache_dir or default_cache_dir()
+    if settings.kind == "video":  # its builders report by status line only
+        return prepare_assets(settings, cache, rebuild=opts.no_cache, status=lambda m: console.print(f"  {m}"))
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bars:
@@ -91,11 +102,14 @@ def _assets(settings: DemoSettings, opts: DemoOptions, console: Console) -> Asse
 
 
 def geometry(settings: DemoSettings, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Image size, patch grid, token counts per projector."""
+    """Image (or frame) size, frames, patch grid, token counts per projector."""
+    tokens = {r["projector"]: r["visual_tokens"] for r in runs}
+    geo = {"image_size": settings.frame_size, "patch_size": settings.encoder.patch_size,
+           "patch_grid": f"{settings.grid}x{settings.grid}", "visual_tokens": tokens}
+    if settings.kind == "video":  # every projector emits the same budget (checked when the settings load)
+        return {**geo, "frames": settings.videos.frames, "compressed_grid": str(next(iter(tokens.values()), 0))}
     h, w = settings.token_grid
-    return {"image_size": settings.scenes.image_size, "patch_size": settings.encoder.patch_size,
-            "patch_grid": f"{settings.grid}x{settings.grid}", "compressed_grid": f"{h}x{w} = {h * w}",
-            "visual_tokens": {r["projector"]: r["visual_tokens"] for r in runs}}
+    return {**geo, "compressed_grid": f"{h}x{w} = {h * w}"}
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any]:
@@ -109,14 +123,24 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     start = time.perf_counter()
     settings = resolve_settings(opts)
     runs_dir = _prepare_out(opts.out)
-    seeds = [opts.seed + i for i in range(max(1, opts.seeds))]
+    if opts.sweep and settings.kind == "video":
+        raise ConfigError("--sweep chooses learning rates on the image scenes' validation split; videos have none")
+    seeds = [opts.seed + i for i in range(settings.seeds)]
     jobs = (len(settings.sweep.lrs) if opts.sweep else len(seeds)) * len(settings.projectors)
     workers = opts.workers or default_workers(jobs)
-    h, w = settings.token_grid
-    console.rule("[bold]deco demo")
+    console.rule("[bold]deco demo" + (" --video" if settings.kind == "video" else ""))
+    if settings.kind == "video":
+        from deco.demo.video_settings import token_budget
+
+        seen = (f"Videos of {settings.videos.frames} frames of {settings.frame_size} px -> {settings.videos.frames} x "
+                f"{settings.grid}x{settings.grid} patch tokens; every projector emits "
+                f"{next(iter(token_budget(settings).values()))['tokens']}.")
+    else:
+        h, w = settings.token_grid
+        seen = (f"Images {settings.frame_size} px -> {settings.grid}x{settings.grid} = {settings.grid ** 2} patch "
+                f"tokens; compressors emit {h}x{w} = {h * w}.")
     console.print(
-        f"Projectors {', '.join(settings.projectors)}; seeds {seeds}. Images {settings.scenes.image_size} px -> "
-        f"{settings.grid}x{settings.grid} = {settings.grid ** 2} patch tokens; compressors emit {h}x{w} = {h * w}. "
+        f"Projectors {', '.join(settings.projectors)}; seeds {seeds}. {seen} "
         f"Stage 1 {settings.train.stage1_steps} + stage 2 {settings.train.stage2_steps} steps of batch "
         f"{settings.train.batch_size}, equal for all; {workers} worker process(es)."
     )
@@ -131,6 +155,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     baseline = assets.data_summary["majority_baseline"]
     payload: dict[str, Any] = {
         "command": " ".join(["deco", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("deco") else "deco demo",
+        "kind": settings.kind,
         "machine": report.machine(),
         "workers": workers,
         "seeds": seeds,
@@ -147,13 +172,14 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
     first = {r["projector"]: r["answers"] for r in runs if r["seed"] == seeds[0]}
     plots.loss_plot(runs, opts.out / "loss_curves.png")
-    plots.family_bars(summary, baseline, opts.out / "accuracy_by_family.png")
-    plots.learning_curves(summary, opts.out / "learning_curves.png")
-    plots.example_figures(test, first, assets.images, settings.eval.examples, opts.out / "examples")
     (opts.out / "answers.json").write_text(json.dumps({"seed": seeds[0], "answers": first}), encoding="utf-8")
     payload["relevance"] = []
-    payload["analysis"] = _relevance_metrics(settings, runs_dir, seeds, test, assets.images, opts.out, console,
-                                             payload["relevance"])
+    if settings.kind == "image":  # figures of single images, and relevance maps over an image's patch grid
+        plots.family_bars(summary, baseline, opts.out / "accuracy_by_family.png")
+        plots.learning_curves(summary, opts.out / "learning_curves.png")
+        plots.example_figures(test, first, assets.images, settings.eval.examples, opts.out / "examples")
+        payload["analysis"] = _relevance_metrics(settings, runs_dir, seeds, test, assets.images, opts.out, console,
+                                                 payload["relevance"])
     payload["wall_seconds"] = {"assets": round(asset_seconds, 1), "total": round(time.perf_counter() - start, 1)}
     # CPU time (this process and its finished workers): steadier than wall time on a shared machine.
     payload["cpu_seconds"] = round(report.cpu_seconds(), 1)

@@ -1,4 +1,5 @@
-"""Turns the jobs' results into results.json, results.md and the terminal table.
+"""Turns the jobs' results into results.json, results.md and the terminal table, for both scene kinds
+(the columns follow the families and groups the jobs scored: deco.demo.evaluate.question_families).
 
 Every number comes from the jobs' own outputs (accuracies from greedy answers, losses from the
 trainer's metrics.jsonl, times from the clock); nothing is filled in by hand. With several seeds,
@@ -16,8 +17,8 @@ from typing import Any
 
 from rich.table import Table
 
-from deco.demo.questions import FAMILIES
-
+# Groups of families scored beside them (images); a kind without them reports families and overall only.
+GROUPS = ("spatial", "localisation")
 SHORT = {"attribute": "attr", "column": "col", "row": "row", "cell": "cell*", "relation": "rel",
          "count": "count", "exists": "exists", "smallest": "small"}
 
@@ -61,13 +62,13 @@ def summarize(runs: list[dict[str, Any]], loss_steps: list[int]) -> dict[str, An
     out: dict[str, Any] = {}
     for name in dict.fromkeys(r["projector"] for r in runs):
         mine = [r for r in runs if r["projector"] == name]
-        final = {key: _stats([r["final"][key] for r in mine]) for key in ("overall", "spatial", "localisation")}
-        final["families"] = {f: _stats([r["final"]["families"][f] for r in mine])
-                             for f in FAMILIES if f in mine[0]["final"]["families"]}
+        keys = ("overall", *(g for g in GROUPS if g in mine[0]["final"]))
+        final = {key: _stats([r["final"][key] for r in mine]) for key in keys}
+        final["families"] = {f: _stats([r["final"]["families"][f] for r in mine]) for f in mine[0]["final"]["families"]}
         curve = []
         for i, point in enumerate(mine[0]["curve"]):
             curve.append({"step": point["step"],
-                          **{k: _stats([r["curve"][i][k] for r in mine]) for k in ("overall", "spatial")},
+                          **{k: _stats([r["curve"][i][k] for r in mine]) for k in keys if k != "localisation"},
                           "families": {f: statistics.fmean(r["curve"][i]["families"][f] for r in mine)
                                        for f in point["families"]}})
         losses = {}
@@ -106,8 +107,11 @@ def _fmt(stat: dict[str, Any], seeds: int) -> str:
 
 def main_rows(summary: dict[str, Any], baseline: dict[str, float]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main comparison table (also the rich table)."""
-    header = ["projector", "tokens", "params", "overall", "spatial", *[SHORT[f] for f in FAMILIES], "train s",
-              "same-token cos"]
+    first = next(iter(summary.values()))["final"]
+    families = list(first["families"])
+    spatial = ["spatial"] if "spatial" in first else []
+    header = ["projector", "tokens", "params", "overall", *spatial, *[SHORT.get(f, f) for f in families],
+              "train s", "same-token cos"]
     rows = []
     for name, s in summary.items():
         n = len(s["seeds"])
@@ -115,11 +119,12 @@ def main_rows(summary: dict[str, Any], baseline: dict[str, float]) -> tuple[list
         cos = f"{probe['same_index_cos']['mean']:.3f}" if probe.get("same_index_cos") else "-"
         if probe.get("collapsed_seeds"):
             cos += " COLLAPSED"
-        fam = [_fmt(s["final"]["families"][f], n) if f in s["final"]["families"] else "-" for f in FAMILIES]
+        fam = [_fmt(s["final"]["families"][f], n) if f in s["final"]["families"] else "-" for f in families]
         secs = s["times"]["stage1_train_seconds"]["mean"] + s["times"]["stage2_train_seconds"]["mean"]
         rows.append([name, str(s["visual_tokens"]), f"{s['projector_params']:,}", _fmt(s["final"]["overall"], n),
-                     _fmt(s["final"]["spatial"], n), *fam, f"{secs:.0f}", cos])
-    rows.append(["majority answer", "", "", "", "", *[f"{baseline.get(f, 0):.2f}" for f in FAMILIES], "", ""])
+                     *[_fmt(s["final"][k], n) for k in spatial], *fam, f"{secs:.0f}", cos])
+    rows.append(["majority answer", "", "", "", *["" for _ in spatial], *[f"{baseline.get(f, 0):.2f}" for f in families],
+                 "", ""])
     return header, rows
 
 
@@ -145,8 +150,7 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Machine: {payload['machine']['cpu']}, {payload['machine']['cores']} cores; workers {payload['workers']}. "
         f"Wall time {payload['wall_seconds']['total']:.0f} s (assets {payload['wall_seconds']['assets']:.0f} s"
         f", built now: {', '.join(payload['assets']['built']) or 'none, cached'}).",
-        f"Images {geo['image_size']} px, patch {geo['patch_size']} -> {geo['patch_grid']} patches; "
-        f"compressors emit {geo['compressed_grid']} tokens. Seeds: {', '.join(map(str, seeds))}. "
+        f"{geometry_text(geo)} Seeds: {', '.join(map(str, seeds))}. "
         f"Steps: stage 1 {payload['settings']['train']['stage1_steps']}, stage 2 "
         f"{payload['settings']['train']['stage2_steps']}, batch {payload['settings']['train']['batch_size']}.",
         "",
@@ -155,15 +159,19 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     header, rows = main_rows(summary, baseline)
     lines += md_table(header, rows)
-    lines += ["", "`cell*` is the localisation family (which of 9 cells). Spatial = column, row, cell, relation.",
-              "Majority answer = accuracy of always giving the family's most common test answer.", "",
+    spatial = "spatial" in next(iter(summary.values()))["final"]
+    lines += [""]
+    if spatial:
+        lines += ["`cell*` is the localisation family (which of 9 cells). Spatial = column, row, cell, relation."]
+    lines += ["Majority answer = accuracy of always giving the family's most common test answer.", "",
               "## Learning curves (overall accuracy on the curve subset of the test split)", ""]
     steps = [p["step"] for p in next(iter(summary.values()))["curve"]]
     lines += md_table(["projector", *[f"step {s}" for s in steps]],
                        [[n, *[f"{p['overall']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
-    lines += ["", "## Spatial accuracy along training", ""]
-    lines += md_table(["projector", *[f"step {s}" for s in steps]],
-                       [[n, *[f"{p['spatial']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
+    if spatial:
+        lines += ["", "## Spatial accuracy along training", ""]
+        lines += md_table(["projector", *[f"step {s}" for s in steps]],
+                           [[n, *[f"{p['spatial']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
     loss_steps = payload["settings"]["eval"]["loss_steps"]
     lines += ["", "## Stage-2 training loss at fixed early steps (mean of the 10 steps ending there)", ""]
     lines += md_table(["projector", *[f"step {s}" for s in loss_steps]],
@@ -182,6 +190,15 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [f"- {note}" for note in payload["notes"]]
     lines += relevance_section(payload.get("relevance") or [])
     return "\n".join(lines) + "\n"
+
+
+def geometry_text(geo: dict[str, Any]) -> str:
+    """One sentence on what the projectors see and emit (images, or videos of several frames)."""
+    if "frames" in geo:
+        return (f"Videos of {geo['frames']} frames of {geo['image_size']} px, patch {geo['patch_size']} -> "
+                f"{geo['frames']} x {geo['patch_grid']} patches; every projector emits {geo['compressed_grid']} tokens.")
+    return (f"Images {geo['image_size']} px, patch {geo['patch_size']} -> {geo['patch_grid']} patches; "
+            f"compressors emit {geo['compressed_grid']} tokens.")
 
 
 def relevance_section(rows: list[dict[str, Any]]) -> list[str]:

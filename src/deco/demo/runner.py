@@ -1,5 +1,8 @@
 """The comparison: for each seed and projector, two-stage training through `deco.train.run_training`,
 then greedy evaluation of the intermediate checkpoints and the final model on the held-out split.
+One job function for both scene kinds: run_training lays the data out for the model it builds (a
+projector with a time axis reads each `image` entry as a video), and evaluation asks with the video
+when the kind is video.
 
 Every projector gets the same steps, batch size, data order (same seed), learning-rate rule and LM;
 the compressors emit the same number of visual tokens. Training time is measured, not equalised.
@@ -25,9 +28,12 @@ Progress = Callable[[str, int], None]  # (phase, units done in that phase)
 
 
 def projector_options(settings: DemoSettings, name: str) -> dict[str, Any]:
-    """The projector's demo options plus its token count and input grid for the demo geometry."""
-    fields = {f.name for f in dataclasses.fields(get_projector_class(name).config_class)}
+    """The projector's demo options plus its token count and input grid for the demo geometry (videos:
+    the options as given, with num_frames set to the videos' frame count)."""
     options = dict(settings.projector_options.get(name, {}))
+    if settings.kind == "video":
+        return {**options, "num_frames": settings.videos.frames}
+    fields = {f.name for f in dataclasses.fields(get_projector_class(name).config_class)}
     h, w = settings.token_grid
     if "grid" in fields:
         options["grid"] = [h, w]
@@ -165,6 +171,7 @@ def evaluate_run(
         done[0] += 1
         progress("eval", done[0])
 
+    asking = {"max_new_tokens": settings.eval.max_new_tokens, "progress": tick, "videos": settings.kind == "video"}
     model = load_model(stage2_dir / "final")
     final_state = {k: v.clone() for k, v in model.state_dict().items()}
     curves = []
@@ -174,20 +181,21 @@ def evaluate_run(
         result = model.load_state_dict(load_tensors(folder / TRAINABLE_FILE), strict=False)
         if result.unexpected_keys:
             raise RuntimeError(f"{folder}: checkpoint tensors not in the model: {result.unexpected_keys[:3]}")
-        answers = answer_all(model, curve, assets.images, settings.eval.batch_size, progress=tick)
-        curves.append({"step": step, **score(curve, answers)})
+        answers = answer_all(model, curve, assets.images, settings.eval.batch_size, **asking)
+        curves.append({"step": step, **score(curve, answers, settings.kind)})
     model.load_state_dict(final_state)
-    answers = answer_all(model, test, assets.images, settings.eval.batch_size, progress=tick)
+    answers = answer_all(model, test, assets.images, settings.eval.batch_size, **asking)
     curve_ids = {q["id"] for q in curve}
     if curve:
         curves.append({"step": settings.train.stage2_steps,
-                       **score(curve, [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids])})
+                       **score(curve, [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids],
+                               settings.kind)})
     if not keep_checkpoints:
         for stage_dir in (stage2_dir, stage2_dir.parent / "stage1"):
             for _, folder in list_checkpoints(stage_dir):
                 shutil.rmtree(folder, ignore_errors=True)
     return {
-        "final": score(test, answers),
+        "final": score(test, answers, settings.kind),
         "curve": curves,
         "answers": {q["id"]: a for q, a in zip(test, answers, strict=True)},
         "projector_params": sum(p.numel() for p in model.projector.parameters()),

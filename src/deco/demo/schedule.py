@@ -27,7 +27,8 @@ from deco.train.progress import progress_bars
 
 # Relative cost per step measured on the demo's default sizes (CPU seconds, 1 thread): start the
 # expensive jobs first so the last job to finish is a short one.
-_COST = {"mlp": 1.8, "qformer": 1.45, "dabstractor": 1.4, "cabstractor": 1.25, "deco": 1.0}
+_COST = {"mlp": 1.8, "qformer": 1.45, "dabstractor": 1.4, "cabstractor": 1.25, "deco": 1.0,
+         "qformer_video": 1.75, "deco_spatial": 1.0, "deco_temporal": 1.0, "deco3d": 1.0, "pllava": 1.0}
 
 
 def default_workers(jobs: int) -> int:

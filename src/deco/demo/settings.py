@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from deco.config import _deep_merge, _from_dict, read_yaml
+from deco.demo.video_settings import VideoSceneSettings, video_defaults
 from deco.errors import ConfigError
 
+KINDS = ("image", "video")
 PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
 # The question families the demo trains and reports (deco.demo.questions.FAMILIES has them all).
 DEFAULT_FAMILIES = ("attribute", "column", "row", "cell", "relation", "count", "exists", "smallest")
@@ -102,13 +104,17 @@ class EvalSettings:
     test_images: int | None = None
     loss_steps: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
     examples: int = 6
+    max_new_tokens: int = 4  # greedy answer length cap (answers are one or two words)
 
 
 @dataclass
 class DemoSettings:
-    """Everything the demo needs; `tokens` is the compressors' output grid."""
+    """Everything the demo needs, for either scene kind: `kind` "image" reads `scenes` (and `tokens`, the
+    compressors' output grid, and `sweep`), "video" reads `videos` (deco.demo.video_settings)."""
 
+    kind: str = "image"
     projectors: list[str] = field(default_factory=lambda: list(PROJECTORS))
+    seeds: int = 1  # training seeds run (--seed, --seed + 1, ...); several give mean and SD
     tokens: str = "6x6"
     projector_options: dict[str, Any] = field(default_factory=dict)
     scenes: SceneSettings = field(default_factory=SceneSettings)
@@ -117,6 +123,7 @@ class DemoSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    videos: VideoSceneSettings = field(default_factory=VideoSceneSettings)
     profiles: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,8 +132,13 @@ class DemoSettings:
 
     @property
     def grid(self) -> int:
-        """Patch grid side of the encoder."""
-        return self.scenes.image_size // self.encoder.patch_size
+        """Patch grid side of the encoder (of one frame, for videos)."""
+        return self.frame_size // self.encoder.patch_size
+
+    @property
+    def frame_size(self) -> int:
+        """Side in pixels of an image (or of a video's frame)."""
+        return self.videos.image_size if self.kind == "video" else self.scenes.image_size
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -153,8 +165,12 @@ DEFAULT_PROFILES: dict[str, Any] = {
 }
 
 
-def default_settings() -> DemoSettings:
-    """The built-in settings (what configs/demo.yaml spells out)."""
+def default_settings(kind: str = "image") -> DemoSettings:
+    """The built-in settings of a kind (what configs/demo.yaml or configs/demo-video.yaml spells out)."""
+    if kind not in KINDS:
+        raise ConfigError(f"demo kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "video":
+        return _from_dict(DemoSettings, video_defaults(), "<built-in video demo settings>")
     return DemoSettings(
         projector_options=copy.deepcopy(DEFAULT_PROJECTOR_OPTIONS), profiles=copy.deepcopy(DEFAULT_PROFILES)
     )
@@ -167,14 +183,21 @@ def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> DemoSett
     return settings
 
 
-def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()) -> DemoSettings:
-    """Built-in defaults, or a YAML file, with the named profiles merged on top in order."""
+def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = (), kind: str | None = None
+                  ) -> DemoSettings:
+    """Built-in defaults of a kind, or a YAML file over its kind's defaults (the file's `kind`, else `kind`,
+    else image), with the named profiles merged on top in order."""
     if path is None:
-        data = default_settings().to_dict()
-        source = "<built-in demo settings>"
+        data = default_settings(kind or "image").to_dict()
+        source = f"<built-in {kind or 'image'} demo settings>"
     else:
-        data = _deep_merge(default_settings().to_dict(), read_yaml(path))
         source = str(path)
+        raw = read_yaml(path)
+        file_kind = raw.get("kind", kind or "image")
+        if kind is not None and file_kind != kind:
+            raise ConfigError(f"{source}: kind is {file_kind!r} but a {kind} demo was asked for "
+                              f"(--video needs a file with `kind: video`, such as configs/demo-video.yaml)")
+        data = _deep_merge(default_settings(file_kind).to_dict(), raw)
     for name in profiles:
         if name not in data.get("profiles", {}):
             raise ConfigError(f"{source}: no profile '{name}' (have: {', '.join(data.get('profiles', {}))})")
@@ -184,6 +207,16 @@ def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()
 
 def validate(settings: DemoSettings, source: str) -> None:
     """Cross-field checks that would otherwise fail minutes into a run."""
+    if settings.kind not in KINDS:
+        raise ConfigError(f"{source}: kind must be one of {', '.join(KINDS)}, got {settings.kind!r}")
+    if settings.seeds < 1:
+        raise ConfigError(f"{source}: seeds must be >= 1, got {settings.seeds}")
+    _validate_training(settings, source)
+    if settings.kind == "video":
+        from deco.demo.video_settings import validate_video
+
+        validate_video(settings, source)
+        return
     from deco.demo.questions import FAMILIES
     from deco.projectors import projector_names
 
@@ -204,6 +237,14 @@ def validate(settings: DemoSettings, source: str) -> None:
     for name in settings.projectors:
         if name not in projector_names():
             raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
+    if not settings.sweep.lrs or any(not lr > 0 for lr in settings.sweep.lrs):
+        raise ConfigError(f"{source}: sweep.lrs must be a non-empty list of positive learning rates")
+
+
+def _validate_training(settings: DemoSettings, source: str) -> None:
+    """Checks shared by both kinds: steps, checkpoints, evaluation sizes, per-projector learning rates."""
+    from deco.projectors import projector_names
+
     if settings.train.stage1_steps < 1 or settings.train.stage2_steps < 1:
         raise ConfigError(f"{source}: train.stage1_steps and train.stage2_steps must be >= 1")
     if settings.eval.test_images is not None and settings.eval.curve_images > settings.eval.test_images:
@@ -215,5 +256,5 @@ def validate(settings: DemoSettings, source: str) -> None:
             raise ConfigError(f"{source}: train.projector_lrs names unknown projector '{name}'")
         if not lr > 0:
             raise ConfigError(f"{source}: train.projector_lrs.{name} must be > 0, got {lr}")
-    if not settings.sweep.lrs or any(not lr > 0 for lr in settings.sweep.lrs):
-        raise ConfigError(f"{source}: sweep.lrs must be a non-empty list of positive learning rates")
+    if settings.eval.max_new_tokens < 1:
+        raise ConfigError(f"{source}: eval.max_new_tokens must be >= 1")

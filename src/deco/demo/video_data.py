@@ -7,8 +7,8 @@
     tokenizer/    the word-level tokenizer of this vocabulary
 
 The encoder is the image demo's tiny ViT, pretrained the same way on single frames plus the frame's
-clock (`deco.demo.video_encoder`). Both assets are cached with the image demo's cache helpers (a folder
-per settings hash, built under a temp name).
+clock (`deco.demo.video_encoder`). Both assets are cached with the demo's cache helpers (a folder per
+settings hash, built under a temp name); `deco.demo.cache.prepare_assets` calls this for the video kind.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import numpy as np
 
 from deco.demo.cache import Assets, _key, cached_assets, data_builder
 from deco.demo.dataset import caption_record, one_question_per_family, qa_record, write_splits
+from deco.demo.settings import DemoSettings
 from deco.demo.video_questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
 from deco.demo.video_scenes import Video, render_video, sample_video
-from deco.demo.video_settings import VideoDemoSettings, VideoSceneSettings
+from deco.demo.video_settings import VideoSceneSettings
 
 TRAIN, TEST = "train", "test"
 # Bump when the videos, questions, captions or frame encoder code change what they produce (cache keys).
@@ -87,10 +88,12 @@ def build_video_tokenizer(directory: Path) -> None:
 
 
 def prepare_video_assets(
-    settings: VideoDemoSettings, cache_dir: str | Path, rebuild: bool = False,
+    settings: DemoSettings, cache_dir: str | Path, rebuild: bool = False,
     status: Callable[[str], None] = lambda _: None,
 ) -> Assets:
-    """Videos, tokenizer and frame encoder for these settings, from the cache or built now."""
+    """Videos, tokenizer and frame encoder for video settings, from the cache or built now (the video branch of
+    deco.demo.cache.prepare_assets; the keys hold what they held before the two kinds shared one schema, so
+    caches stay valid)."""
     from deco.demo.encoder import save_encoder
     from deco.demo.video_encoder import pretrain_frame_encoder
 

@@ -1,4 +1,6 @@
-"""Settings of the video demo: videos, encoder, LM, training, and the projectors at one token budget.
+"""The video kind's settings: its videos section, its defaults and profiles, and its checks. The schema,
+loader and YAML recipe are the demo's one set (deco.demo.settings; written out in
+src/deco/recipes/demo-video.yaml); this file holds only what is particular to videos.
 
 Budget: 4 frames of 6x6 patches (36 px frames, 6 px patches; a 3x3 cell is 2x2 patches) = 144 patches
 per video, every projector emits 36 tokens (4x fewer): spatial-only pools each frame to its 3x3 cells
@@ -12,23 +14,22 @@ Why these sizes (measured on the shared 2-core VM while developing; benchmarks/v
 - Batch 8 for 800 steps (was 16 for 240): at equal cost, 1000 steps of 8 learned more than 500 of 16.
 - At most 2 objects (was 3): with a third one, start/end of an object stayed near .3-.5 in 1000
   steps; with two, .7-.8.
-- LM width 64 (was 128): as fast to learn per step in development runs, and cheaper.
+- LM width 64 (was 128): as fast to learn per step in development runs, and cheaper. It starts from
+  random weights (lm.pretrain_steps 0): the text pretraining is the image kind's.
 - Encoder 2 layers (was 3): per-patch colour, row, column and the frame clock stay at >= 0.99 held out.
 - Every object's questions in each conversation (up to 8) and a frame-by-frame caption in half of
   them: the visual tokens dominate a step's cost, question turns are cheap.
-The encoder, LM and training rules are the image demo's classes (deco.demo.settings), so the image
-demo's runner builds the run configs.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from deco.demo.settings import DemoSettings, EncoderSettings, EvalSettings, LMSettings, TrainSettings
 from deco.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deco.demo.settings import DemoSettings
 
 VIDEO_PROJECTORS = ("deco_spatial", "deco_temporal", "deco3d", "pllava", "qformer_video")
 
@@ -49,100 +50,82 @@ class VideoSceneSettings:
     seed: int = 4321
 
 
-def _default_options() -> dict[str, Any]:
+def video_defaults() -> dict[str, Any]:
+    """The video kind's built-in settings (on top of the schema's defaults; demo-video.yaml spells them out).
+
+    Every value that shapes a run is written here, not inherited from the image kind's defaults (which
+    may change): the recorded results in benchmarks/video_demo/ rerun."""
     return {
-        "deco_spatial": {"grid": [3, 3]},
-        "deco_temporal": {"frames": 1},
-        "deco3d": {"target": [2, 3, 6]},
-        "pllava": {"target": [2, 3, 6]},
-        "qformer_video": {"num_queries": 36, "num_hidden_layers": 2, "hidden_size": 128,
-                          "num_attention_heads": 4, "intermediate_size": 512},
+        "kind": "video",
+        "projectors": list(VIDEO_PROJECTORS),
+        "seeds": 3,
+        "projector_options": {
+            "deco_spatial": {"grid": [3, 3]},
+            "deco_temporal": {"frames": 1},
+            "deco3d": {"target": [2, 3, 6]},
+            "pllava": {"target": [2, 3, 6]},
+            "qformer_video": {"num_queries": 36, "num_hidden_layers": 2, "hidden_size": 128,
+                              "num_attention_heads": 4, "intermediate_size": 512},
+        },
+        "encoder": {"patch_size": 6, "hidden_size": 64, "num_layers": 2, "num_heads": 4, "feature_layer": -1,
+                    "pretrain_steps": 400, "pretrain_images": 3000, "batch_size": 32, "lr": 2.0e-3, "seed": 0},
+        "lm": {"hidden_size": 64, "intermediate_size": 256, "num_layers": 2, "num_heads": 4, "pretrain_steps": 0},
+        "train": {"stage1_steps": 20, "stage2_steps": 800, "batch_size": 8, "stage1_lr": 1.0e-3,
+                  "stage2_lr": 1.0e-3, "warmup_ratio": 0.03, "schedule": "cosine", "checkpoints": 1,
+                  "projector_lrs": {}},
+        "eval": {"batch_size": 64, "max_new_tokens": 3},
+        "profiles": {
+            # About 1-2 minutes: one seed, three pooling variants, fewer videos and steps (a smoke run).
+            "quick": {"seeds": 1, "projectors": ["deco_spatial", "deco_temporal", "deco3d"],
+                      "videos": {"train_videos": 1000, "test_videos": 100},
+                      "encoder": {"pretrain_steps": 200, "pretrain_images": 1000},
+                      "train": {"stage2_steps": 400}},
+            # One seed, 3x the default's steps: what the default cannot show (benchmarks/video_demo/long).
+            "long": {"seeds": 1, "train": {"stage2_steps": 2400}},
+        },
     }
 
 
-@dataclass
-class VideoDemoSettings:
-    """Everything the video demo needs."""
+def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
+    """Tokens per video and projector parameters for each projector; all token counts must agree."""
+    import torch
 
-    projectors: list[str] = field(default_factory=lambda: list(VIDEO_PROJECTORS))
-    projector_options: dict[str, Any] = field(default_factory=_default_options)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    videos: VideoSceneSettings = field(default_factory=VideoSceneSettings)
-    # Every value spelled out (not the image demo's defaults, which may change): recorded results rerun.
-    encoder: EncoderSettings = field(default_factory=lambda: EncoderSettings(
-        patch_size=6, hidden_size=64, num_layers=2, num_heads=4, feature_layer=-1, pretrain_steps=400,
-        pretrain_images=3000, batch_size=32, lr=2.0e-3, seed=0))
-    lm: LMSettings = field(default_factory=lambda: LMSettings(hidden_size=64, intermediate_size=256, num_layers=2,
-                                                              num_heads=4))
-    train: TrainSettings = field(default_factory=lambda: TrainSettings(
-        stage1_steps=20, stage2_steps=800, batch_size=8, stage1_lr=1.0e-3, stage2_lr=1.0e-3, warmup_ratio=0.03,
-        schedule="cosine", checkpoints=1))
-    eval: EvalSettings = field(default_factory=lambda: EvalSettings(batch_size=64))
+    from deco.demo.runner import projector_options
+    from deco.projectors import build_projector
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (written into results.json)."""
-        return dataclasses.asdict(self)
-
-    @property
-    def grid(self) -> int:
-        """Patch grid side of a frame."""
-        return self.videos.image_size // self.encoder.patch_size
-
-    def options(self, name: str) -> dict[str, Any]:
-        """A projector's options for this demo, with num_frames set to the videos' frame count."""
-        return {**copy.deepcopy(self.projector_options.get(name, {})), "num_frames": self.videos.frames}
-
-    def as_demo_settings(self) -> DemoSettings:
-        """The image demo's settings object with these sizes (what its runner's stage_config reads)."""
-        demo = DemoSettings(projectors=list(self.projectors), tokens="1x1", encoder=self.encoder, lm=self.lm,
-                            train=self.train, eval=self.eval)
-        demo.scenes.image_size = self.videos.image_size
-        return demo
+    grid = (settings.videos.frames, settings.grid, settings.grid)
+    out = {}
+    for name in settings.projectors:
+        with torch.device("meta"):
+            proj = build_projector(name, settings.encoder.hidden_size, settings.lm.hidden_size,
+                                   projector_options(settings, name))
+        out[name] = {"tokens": proj.num_tokens(grid), "params": proj.num_parameters()}
+    if len({v["tokens"] for v in out.values()}) > 1:
+        raise ConfigError(f"video demo: projectors must emit equal token budgets, got "
+                          f"{ {k: v['tokens'] for k, v in out.items()} }")
+    return out
 
 
-# About 1-2 minutes: one seed, three pooling variants, fewer videos and steps (a smoke run, not a result).
-QUICK = {"seeds": [0], "projectors": ["deco_spatial", "deco_temporal", "deco3d"],
-         "videos": {"train_videos": 1000, "test_videos": 100},
-         "encoder": {"pretrain_steps": 200, "pretrain_images": 1000},
-         "train": {"stage2_steps": 400}}
-
-
-# One seed, 3x the default's steps: what the 10-minute default cannot show (not recorded; ~8 minutes, estimated).
-LONG = {"seeds": [0], "train": {"stage2_steps": 2400}}
-
-
-def video_settings(quick: bool = False, overrides: dict[str, Any] | None = None, long: bool = False) -> VideoDemoSettings:
-    """The defaults, the `quick` or `long` profile and/or nested overrides; checked."""
-    from deco.config import _deep_merge, _from_dict
-
-    data = VideoDemoSettings().to_dict()
-    if quick:
-        data = _deep_merge(data, QUICK)
-    if long:
-        data = _deep_merge(data, LONG)
-    if overrides:
-        data = _deep_merge(data, overrides)
-    settings = _from_dict(VideoDemoSettings, data, "<video demo settings>")
-    validate(settings)
-    return settings
-
-
-def validate(settings: VideoDemoSettings) -> None:
-    """Cross-field checks that would otherwise fail minutes into a run."""
-    from deco.projectors import get_projector_class
+def validate_video(settings: DemoSettings, source: str) -> None:
+    """The video kind's cross-field checks (the shared ones are deco.demo.settings.validate's)."""
+    from deco.projectors import get_projector_class, projector_names
 
     v = settings.videos
     if v.frames < 2:
-        raise ConfigError("video demo: videos.frames must be >= 2 (one frame has no time)")
+        raise ConfigError(f"{source}: videos.frames must be >= 2 (one frame has no time)")
     if v.image_size % 3 or v.image_size % settings.encoder.patch_size:
-        raise ConfigError(f"video demo: videos.image_size {v.image_size} must divide into 3x3 cells and "
+        raise ConfigError(f"{source}: videos.image_size {v.image_size} must divide into 3x3 cells and "
                           f"encoder.patch_size {settings.encoder.patch_size} patches")
     if not 1 <= v.max_objects <= 3:
-        raise ConfigError("video demo: videos.max_objects must be 1..3 (one object per shape)")
+        raise ConfigError(f"{source}: videos.max_objects must be 1..3 (one object per shape)")
     if v.max_objects > v.frames:
-        raise ConfigError("video demo: videos.max_objects must not exceed videos.frames (visits take turns)")
+        raise ConfigError(f"{source}: videos.max_objects must not exceed videos.frames (visits take turns)")
     for name in settings.projectors:
+        if name not in projector_names():
+            raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
         if not getattr(get_projector_class(name), "supports_time", False):
-            raise ConfigError(f"video demo: projector '{name}' has no time axis")
-    if not settings.seeds:
-        raise ConfigError("video demo: give at least one seed")
+            raise ConfigError(f"{source}: projector '{name}' has no time axis (kind: video)")
+    if settings.lm.pretrain_steps:
+        raise ConfigError(f"{source}: lm.pretrain_steps must be 0 for videos (the LM's text pretraining "
+                          "reads image scenes)")
+    token_budget(settings)
