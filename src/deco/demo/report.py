@@ -110,8 +110,10 @@ def main_rows(summary: dict[str, Any], baseline: dict[str, float]) -> tuple[list
     first = next(iter(summary.values()))["final"]
     families = list(first["families"])
     spatial = ["spatial"] if "spatial" in first else []
+    # The trainer's collapse probe reads single images; a column only where some run logged it (not videos).
+    probed = any((s.get("collapse_probe") or {}).get("same_index_cos") for s in summary.values())
     header = ["projector", "tokens", "params", "overall", *spatial, *[SHORT.get(f, f) for f in families],
-              "train s", "same-token cos"]
+              "train s", *["same-token cos"] * probed]
     rows = []
     for name, s in summary.items():
         n = len(s["seeds"])
@@ -122,9 +124,9 @@ def main_rows(summary: dict[str, Any], baseline: dict[str, float]) -> tuple[list
         fam = [_fmt(s["final"]["families"][f], n) if f in s["final"]["families"] else "-" for f in families]
         secs = s["times"]["stage1_train_seconds"]["mean"] + s["times"]["stage2_train_seconds"]["mean"]
         rows.append([name, str(s["visual_tokens"]), f"{s['projector_params']:,}", _fmt(s["final"]["overall"], n),
-                     *[_fmt(s["final"][k], n) for k in spatial], *fam, f"{secs:.0f}", cos])
+                     *[_fmt(s["final"][k], n) for k in spatial], *fam, f"{secs:.0f}", *[cos] * probed])
     rows.append(["majority answer", "", "", "", *["" for _ in spatial], *[f"{baseline.get(f, 0):.2f}" for f in families],
-                 "", ""])
+                 "", *[""] * probed])
     return header, rows
 
 
