@@ -104,7 +104,8 @@ def observations(payload: dict[str, Any]) -> list[str]:
                    f"{t['deco']:.0f} s for deco ({summary['deco']['visual_tokens']} tokens) at equal steps "
                    "(wall times move with machine load; CPU seconds are in the sizes table).")
     if len(payload["seeds"]) == 1:
-        out.append("One seed: `deco demo --seeds 3` reports mean and spread; trust only gaps beyond the noise shown.")
+        command = "deco demo --video" if payload.get("kind") == "video" else "deco demo"
+        out.append(f"One seed: `{command} --seeds 3` reports mean and spread; trust only gaps beyond the noise shown.")
     if payload.get("kind") == "video":
         out.append("Scale: a small LM trained from random weights and a tiny frozen frame encoder on synthetic videos; "
                    "a direction, not a measurement of real video LLMs.")

@@ -165,12 +165,13 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [""]
     if spatial:
         lines += ["`cell*` is the localisation family (which of 9 cells). Spatial = column, row, cell, relation."]
-    lines += ["Majority answer = accuracy of always giving the family's most common test answer.", "",
-              "## Learning curves (overall accuracy on the curve subset of the test split)", ""]
+    lines += ["Majority answer = accuracy of always giving the family's most common test answer."]
     steps = [p["step"] for p in next(iter(summary.values()))["curve"]]
-    lines += md_table(["projector", *[f"step {s}" for s in steps]],
-                       [[n, *[f"{p['overall']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
-    if spatial:
+    if len(steps) > 1:  # a run that keeps only its final model (train.checkpoints 1) has no curve
+        lines += ["", "## Learning curves (overall accuracy on the curve subset of the test split)", ""]
+        lines += md_table(["projector", *[f"step {s}" for s in steps]],
+                           [[n, *[f"{p['overall']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
+    if spatial and len(steps) > 1:
         lines += ["", "## Spatial accuracy along training", ""]
         lines += md_table(["projector", *[f"step {s}" for s in steps]],
                            [[n, *[f"{p['spatial']['mean']:.2f}" for p in s["curve"]]] for n, s in summary.items()])
