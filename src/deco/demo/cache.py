@@ -135,7 +135,7 @@ def prepare_assets(
     if settings.kind == "video":
         from deco.demo.video_data import prepare_video_assets
 
-        return prepare_video_assets(settings, cache_dir, rebuild, status)
+        return prepare_video_assets(settings, cache_dir, rebuild, status, progress)
     from deco.demo.dataset import TEST, TRAIN, split_scenes, write_dataset
     from deco.demo.encoder import pretrain_encoder, save_encoder
     from deco.demo.vocab import build_demo_tokenizer

@@ -81,8 +81,6 @@ def _prepare_out(out: Path) -> Path:
 
 def _assets(settings: DemoSettings, opts: DemoOptions, console: Console) -> Assets:
     cache = opts.cache_dir or default_cache_dir()
-    if settings.kind == "video":  # its builders report by status line only
-        return prepare_assets(settings, cache, rebuild=opts.no_cache, status=lambda m: console.print(f"  {m}"))
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bars:
@@ -96,9 +94,10 @@ def _assets(settings: DemoSettings, opts: DemoOptions, console: Console) -> Asse
 
             return progress
 
+        text_lm = settings.kind == "image" and settings.lm.pretrain_steps > 0
         return prepare_assets(settings, cache, rebuild=opts.no_cache, status=lambda m: console.print(f"  {m}"),
                               progress=bar("encoder pretraining", settings.encoder.pretrain_steps),
-                              lm_progress=bar("LM pretraining (text)", settings.lm.pretrain_steps))
+                              lm_progress=bar("LM pretraining (text)", settings.lm.pretrain_steps) if text_lm else None)
 
 
 def geometry(settings: DemoSettings, runs: list[dict[str, Any]]) -> dict[str, Any]:

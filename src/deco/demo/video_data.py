@@ -89,7 +89,7 @@ def build_video_tokenizer(directory: Path) -> None:
 
 def prepare_video_assets(
     settings: DemoSettings, cache_dir: str | Path, rebuild: bool = False,
-    status: Callable[[str], None] = lambda _: None,
+    status: Callable[[str], None] = lambda _: None, progress: Callable[[int, int], None] | None = None,
 ) -> Assets:
     """Videos, tokenizer and frame encoder for video settings, from the cache or built now (the video branch of
     deco.demo.cache.prepare_assets; the keys hold what they held before the two kinds shared one schema, so
@@ -112,7 +112,8 @@ def prepare_video_assets(
         train_videos = split_videos(settings.videos, TRAIN)
         picks = [(train_videos[i % len(train_videos)], int(t)) for i, t in enumerate(rng.integers(frames, size=n))]
         held_out = [(v, int(rng.integers(frames))) for v in split_videos(settings.videos, TEST)[:100]]
-        tower, report = pretrain_frame_encoder(picks, held_out, settings.videos.image_size, frames, settings.encoder)
+        tower, report = pretrain_frame_encoder(picks, held_out, settings.videos.image_size, frames, settings.encoder,
+                                               progress)
         save_encoder(tower, report, folder)
         return report
 

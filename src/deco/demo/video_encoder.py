@@ -9,6 +9,7 @@ not reach the projector. Frames are encoded one by one, as in the model.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,8 @@ def encode_frames(picks: list[tuple[Video, int]], tower: TinyViTTower) -> tuple[
 
 
 def pretrain_frame_encoder(train: list[tuple[Video, int]], held_out: list[tuple[Video, int]], image_size: int,
-                           frames: int, settings: EncoderSettings) -> tuple[TinyViTTower, dict[str, Any]]:
+                           frames: int, settings: EncoderSettings,
+                           progress: Callable[[int, int], None] | None = None) -> tuple[TinyViTTower, dict[str, Any]]:
     """Train a TinyViT tower on per-patch targets of single frames, single-threaded; returns it frozen."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same weights on any machine (as the image demo's pretraining)
@@ -61,7 +63,7 @@ def pretrain_frame_encoder(train: list[tuple[Video, int]], held_out: list[tuple[
         heads = FrameHeads(config.hidden_size, frames)
         start = time.perf_counter()
         pixels, targets = encode_frames(train, tower)
-        losses = fit_patch_heads(tower, heads, pixels, targets, [*TARGETS, "time"], settings)
+        losses = fit_patch_heads(tower, heads, pixels, targets, [*TARGETS, "time"], settings, progress)
         return tower, {
             "steps": settings.pretrain_steps, "seconds": round(time.perf_counter() - start, 1),
             "final_loss": round(float(np.mean(losses[-20:])), 4),
