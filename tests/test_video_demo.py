@@ -212,3 +212,14 @@ def test_cli_passes_seeds_projectors_steps_and_config_to_the_video_demo(monkeypa
     mine.write_text("kind: video\ntrain: {stage2_steps: 5}\n")
     CliRunner().invoke(app, ["demo", "--config", str(mine), "--out", str(tmp_path)])  # the file's kind decides
     assert seen["settings"].kind == "video" and seen["settings"].train.stage2_steps == 5
+
+
+def test_sweep_is_refused_for_videos_before_any_work(tmp_path):
+    from rich.console import Console
+
+    from deco.demo.pipeline import DemoOptions, run_demo
+
+    with pytest.raises(ConfigError, match="videos have none"):
+        run_demo(DemoOptions(video=True, sweep=True, out=tmp_path / "out", cache_dir=tmp_path / "cache"),
+                 Console(file=open(tmp_path / "console.txt", "w")))  # noqa: SIM115
+    assert not (tmp_path / "cache").exists()
