@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from deco.demo.questions import FAMILIES, ask, caption, conversation_questions
+from deco.demo.questions import FAMILIES, answer_word, ask, caption, conversation_questions
 from deco.demo.scenes import COLUMNS, ROWS, SHAPES, SIZES, patch_owners, render, sample_scene
 from deco.demo.settings import default_settings, load_settings, settings_from_dict
 from deco.errors import ConfigError
@@ -94,9 +94,20 @@ def test_answers_match_the_scene():
             qa = ask(family, scene, rng)
             if qa is None:
                 continue
-            q, a = qa
-            counts[family][a] += 1
+            q, full = qa
             words = q.split()
+            # The answer restates the question's referent, then the answer word.
+            if family == "relation":  # "red left blue center yes": both positions on the asked axis, then yes/no
+                first, second = by_colour[words[1]], by_colour[words[-1]]
+                names, axis = (COLUMNS, "col") if words[2] == "left" else (ROWS, "row")
+                assert full.rsplit(" ", 1)[0] == (f"{first.colour} {names[getattr(first, axis)]} "
+                                                  f"{second.colour} {names[getattr(second, axis)]}")
+            else:
+                referent = {"attribute": words[-1], "count": words[-1], "exists": f"{words[-2]} {words[-1]}",
+                            "smallest": "smallest"}.get(family, words[-1])
+                assert full.startswith(referent + " ") and answer_word(full) == full[len(referent) + 1:]
+            a = answer_word(full)
+            counts[family][a] += 1
             if family == "column":
                 assert a == COLUMNS[by_colour[words[-1]].col]
             elif family == "row":
@@ -112,8 +123,7 @@ def test_answers_match_the_scene():
                 assert (a == "yes") == any((o.colour, o.shape) == (words[-2], words[-1]) for o in scene.objects)
             elif family == "relation":
                 first, second = by_colour[words[1]], by_colour[words[-1]]
-                truth = {"left": first.col < second.col, "right": first.col > second.col,
-                         "above": first.row < second.row, "below": first.row > second.row}[words[2]]
+                truth = {"left": first.col < second.col, "above": first.row < second.row}[words[2]]
                 assert (a == "yes") == truth
             elif family == "smallest":
                 sizes = list(SIZES)

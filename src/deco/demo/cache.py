@@ -19,7 +19,7 @@ from typing import Any
 from deco.demo.settings import DemoSettings
 
 # Bump when scenes, questions, tokenizer or encoder code change what they produce.
-ASSET_VERSION = 2
+ASSET_VERSION = 3
 DONE = "asset.json"
 
 

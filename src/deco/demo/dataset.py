@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from deco.demo.questions import DESCRIBE, ask, caption, conversation_questions
+from deco.demo.questions import DESCRIBE, answer_word, ask, caption, conversation_questions
 from deco.demo.scenes import Scene, render, sample_scene
 from deco.demo.settings import SceneSettings
 from deco.model.tokenizer import IMAGE_TOKEN
@@ -116,10 +116,11 @@ def one_question_per_family(
 
 
 def majority_baselines(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Per family, the accuracy of always giving that family's most common test answer."""
+    """Per family, the accuracy of always giving that family's most common answer word (after restating the
+    referent correctly, which copying from the question does: deco.demo.questions)."""
     by_family: dict[str, Counter] = {}
     for rec in records:
-        by_family.setdefault(rec["family"], Counter())[rec["conversations"][1]["value"]] += 1
+        by_family.setdefault(rec["family"], Counter())[answer_word(rec["conversations"][1]["value"])] += 1
     return {f: c.most_common(1)[0][1] / sum(c.values()) for f, c in by_family.items()}
 
 

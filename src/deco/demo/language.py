@@ -142,27 +142,30 @@ def _fit(model: LlamaForCausalLM, corpus: list, pad_id: int, settings: LMSetting
 @torch.no_grad()
 def text_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, scenes: Sequence[Scene],
                   families: Sequence[str], seed: int) -> dict[str, float]:
-    """Exact-match accuracy per family of greedy one-word answers, the scene given as its caption."""
+    """Exact-match accuracy per family of greedy answers (as the demo scores them), the scene given as its
+    caption."""
+    from deco.demo.evaluate import normalize
     from deco.demo.questions import ask
 
     rng = np.random.default_rng([seed, 8])
     hits: dict[str, list[float]] = defaultdict(list)
-    prompts, answers, families = [], [], []
+    prompts, answers, asked = [], [], []
     for scene in scenes:
         for family in families:
             qa = ask(family, scene, rng)
             if qa is not None:
                 prompts.append(render_prompt(TEMPLATE, f"{caption(scene)}\n{qa[0]}"))
                 answers.append(qa[1])
-                families.append(family)
+                asked.append(family)
     tokenizer.padding_side = "left"
     for start in range(0, len(prompts), 64):
         enc = tokenizer(prompts[start : start + 64], return_tensors="pt", padding=True)
-        logits = model(**enc).logits[:, -1]  # every answer is one word: the first generated token decides
-        guesses = tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
-        for guess, answer, family in zip(guesses, answers[start : start + 64], families[start : start + 64],
+        out = model.generate(**enc, max_new_tokens=6, do_sample=False, num_beams=1,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        guesses = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for guess, answer, family in zip(guesses, answers[start : start + 64], asked[start : start + 64],
                                          strict=True):
-            hits[family].append(float(guess == answer))
+            hits[family].append(float(normalize(guess) == normalize(answer)))
     return {f: round(sum(v) / len(v), 4) for f, v in hits.items()}
 
 

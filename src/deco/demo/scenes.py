@@ -1,8 +1,8 @@
 """Synthetic Sort-of-CLEVR scenes: coloured shapes of three sizes in distinct cells of a 3x3 grid.
 
 Each object sits in its own cell (jittered inside it) and has its own colour, so a colour names one
-object; shapes may repeat (counting). Small objects are a few pixels wide, so their colour and shape
-survive in only one or two patches: spatial detail matters, as in the paper's localisation tasks.
+object; shapes may repeat (counting). Small objects are 7 px wide, about two 4-px patches across, so
+their shape survives in a few patches only: spatial detail matters, as in the paper's localisation tasks.
 Images are drawn at 4x and box-filtered down (anti-aliased edges).
 """
 
@@ -22,8 +22,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (235, 235, 235),
 }
 SHAPES = ("circle", "square", "triangle")
-# Radius as a fraction of the cell side (a cell is 16 px at 48 px images: radii ~2.7, 4.3, 6.1 px).
-SIZES = {"small": 0.17, "medium": 0.27, "large": 0.38}
+# Radius as a fraction of the cell side (a cell is 16 px at 48 px images: radii 3.5, 5.0, 6.7 px). At the
+# earlier 2.7 px a small shape covered one or two 4-px patches and the tiny encoder told circle, square and
+# triangle apart on .82 of object patches; questions about shape stayed near .6 for every projector.
+SIZES = {"small": 0.22, "medium": 0.31, "large": 0.42}
 ROWS = ("top", "middle", "bottom")
 COLUMNS = ("left", "center", "right")
 BACKGROUND = (35, 35, 40)

@@ -104,7 +104,7 @@ class EvalSettings:
     test_images: int | None = None
     loss_steps: list[int] = field(default_factory=lambda: [25, 50, 100, 200])
     examples: int = 6
-    max_new_tokens: int = 4  # greedy answer length cap (answers are one or two words)
+    max_new_tokens: int = 6  # greedy answer length cap (answers are two to five words)
 
 
 @dataclass
