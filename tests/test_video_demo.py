@@ -223,3 +223,15 @@ def test_sweep_is_refused_for_videos_before_any_work(tmp_path):
         run_demo(DemoOptions(video=True, sweep=True, out=tmp_path / "out", cache_dir=tmp_path / "cache"),
                  Console(file=open(tmp_path / "console.txt", "w")))  # noqa: SIM115
     assert not (tmp_path / "cache").exists()
+
+
+def test_video_cache_keys_and_frames_do_not_follow_the_image_kind():
+    """The keys the default video assets were cached under, and the frames' object radius, before the two kinds
+    shared one schema: the image kind's version bumps and shape sizes leave cached videos valid and the recorded
+    results rerunnable (the video kind bumps VIDEO_ASSET_VERSION when its own data changes)."""
+    from deco.demo.video_data import video_keys
+    from deco.demo.video_scenes import RADIUS
+
+    assert video_keys(load_settings(kind="video")) == ("video-data-dd9e017c5b98", "video-encoder-837b767f7ed9")
+    assert RADIUS == 0.38
+    assert constructed().frame(0).objects[0].radius == pytest.approx(0.38 * 12)

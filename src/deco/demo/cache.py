@@ -31,8 +31,8 @@ def default_cache_dir() -> Path:
     return base / "deco" / "demo"
 
 
-def _key(kind: str, parts: dict[str, Any]) -> str:
-    blob = json.dumps({"kind": kind, "version": ASSET_VERSION, **parts}, sort_keys=True)
+def _key(kind: str, parts: dict[str, Any], version: int = ASSET_VERSION) -> str:
+    blob = json.dumps({"kind": kind, "version": version, **parts}, sort_keys=True)
     return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 

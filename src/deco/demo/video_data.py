@@ -30,6 +30,9 @@ from deco.demo.video_settings import VideoSceneSettings
 TRAIN, TEST = "train", "test"
 # Bump when the videos, questions, captions or frame encoder code change what they produce (cache keys).
 VIDEO_ASSET_VERSION = 2
+# The image kind's ASSET_VERSION when the video keys were last written; kept so the keys (and caches) stay the
+# same when the image kind bumps its own version. The video kind bumps VIDEO_ASSET_VERSION instead.
+_KEY_VERSION = 2
 _STREAMS = {TRAIN: 0, TEST: 1}
 
 
@@ -99,7 +102,6 @@ def prepare_video_assets(
 
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    videos = {**asdict(settings.videos), "video_asset_version": VIDEO_ASSET_VERSION}
 
     build_data = data_builder(
         f"rendering {settings.videos.train_videos} training and {settings.videos.test_videos} test videos",
@@ -117,5 +119,12 @@ def prepare_video_assets(
         save_encoder(tower, report, folder)
         return report
 
-    return cached_assets(root, rebuild, _key("video-data", {"videos": videos}), build_data,
-                         _key("video-encoder", {"videos": videos, "encoder": asdict(settings.encoder)}), build_encoder)
+    data_key, encoder_key = video_keys(settings)
+    return cached_assets(root, rebuild, data_key, build_data, encoder_key, build_encoder)
+
+
+def video_keys(settings: DemoSettings) -> tuple[str, str]:
+    """Cache folder names of the videos and of the frame encoder for these settings."""
+    videos = {**asdict(settings.videos), "video_asset_version": VIDEO_ASSET_VERSION}
+    return (_key("video-data", {"videos": videos}, _KEY_VERSION),
+            _key("video-encoder", {"videos": videos, "encoder": asdict(settings.encoder)}, _KEY_VERSION))
