@@ -20,6 +20,7 @@ CHANCE = {"attribute": 1 / 12, "column": 1 / 3, "row": 1 / 3, "cell": 1 / 9, "re
 # answer each question wants (counts are mostly "1"), which no untrained model does.
 TINY = {
     "scenes.train_images": 96, "scenes.test_images": 16, "scenes.validation_images": 8, "scenes.max_objects": 1,
+    "scenes.families": ["attribute", "column", "cell", "relation", "count"],
     "lm.pretrain_steps": 20, "lm.pretrain_batch_size": 8, "lm.conversations_per_scene": 1,
     "encoder.pretrain_steps": 30, "encoder.pretrain_images": 96, "encoder.batch_size": 16,
     "lm.hidden_size": 64, "lm.intermediate_size": 128,

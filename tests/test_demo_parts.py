@@ -103,8 +103,9 @@ def test_answers_match_the_scene():
                 assert full.rsplit(" ", 1)[0] == (f"{first.colour} {names[getattr(first, axis)]} "
                                                   f"{second.colour} {names[getattr(second, axis)]}")
             else:
-                referent = {"attribute": words[-1], "count": words[-1], "exists": f"{words[-2]} {words[-1]}",
-                            "smallest": "smallest"}.get(family, words[-1])
+                referent = {"attribute": f"{words[0]} {words[-1]}", "count": words[-1], "smallest": "smallest",
+                            "exists": f"{words[-2]} {by_colour[words[-2]].shape if words[-2] in by_colour else 'none'}",
+                            }.get(family, words[-1])
                 assert full.startswith(referent + " ") and answer_word(full) == full[len(referent) + 1:]
             a = answer_word(full)
             counts[family][a] += 1

@@ -21,7 +21,10 @@ from deco.errors import ConfigError
 KINDS = ("image", "video")
 PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
 # The question families the demo trains and reports (deco.demo.questions.FAMILIES has them all).
-DEFAULT_FAMILIES = ("attribute", "column", "row", "cell", "relation", "count", "exists", "smallest")
+# count and smallest are left out by default: each needs every object at once (a sum, an argmin over
+# sizes), which the 2-layer LM did not learn at this budget (MLP at the majority answer); they stay
+# available through `scenes.families`.
+DEFAULT_FAMILIES = ("attribute", "column", "row", "cell", "relation", "exists")
 
 
 @dataclass
@@ -78,8 +81,8 @@ class TrainSettings:
     stage1_steps: int = 100
     stage2_steps: int = 750
     batch_size: int = 16
-    stage1_lr: float = 1.0e-3
-    stage2_lr: float = 1.0e-3
+    stage1_lr: float = 3.0e-3
+    stage2_lr: float = 3.0e-3
     warmup_ratio: float = 0.03
     schedule: str = "cosine"
     checkpoints: int = 3
@@ -92,7 +95,7 @@ class TrainSettings:
 class SweepSettings:
     """`deco demo --sweep`: each projector at each learning rate, equal steps, scored on the validation split."""
 
-    lrs: list[float] = field(default_factory=lambda: [3.0e-4, 1.0e-3, 3.0e-3])
+    lrs: list[float] = field(default_factory=lambda: [1.0e-3, 3.0e-3, 1.0e-2])
 
 
 @dataclass
