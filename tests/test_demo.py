@@ -12,12 +12,8 @@ from rich.console import Console
 
 from deco.demo.pipeline import DemoOptions, run_demo
 
-# Uniform-guess chance per family: answers the family can give.
-CHANCE = {"attribute": 1 / 12, "column": 1 / 3, "row": 1 / 3, "cell": 1 / 9, "relation": 1 / 2, "count": 1 / 5,
-          "exists": 1 / 2, "smallest": 1 / 6}
-
 # One object per image and a high learning rate: within 80 tiny steps the model learns which kind of
-# answer each question wants (counts are mostly "1"), which no untrained model does.
+# answer each question wants, which no untrained model does.
 TINY = {
     "scenes.train_images": 96, "scenes.test_images": 16, "scenes.validation_images": 8, "scenes.max_objects": 1,
     "scenes.families": ["attribute", "column", "cell", "relation", "count"],
@@ -51,8 +47,16 @@ def test_tiny_demo_end_to_end_writes_everything_and_learns_something(tmp_path):
     # Training happened: the loss fell, and counting beats a uniform guess among its answers.
     losses = [loss for _, loss in runs["mlp"]["losses"]["stage2"]]
     assert sum(losses[-10:]) < sum(losses[:10]) / 2
-    mlp = results["projectors"]["mlp"]["final"]["families"]
-    assert mlp["count"]["mean"] > CHANCE["count"]
+    # It learned which kind of answer each question wants: the answer's length and an answer word of the
+    # asked family (no untrained model does this; getting the words right takes the real budget).
+    test = {r["id"]: r for r in json.loads(next((tmp_path / "cache").glob("data-*/test.json")).read_text())}
+    kinds: dict[str, set[str]] = {}
+    for r in test.values():
+        kinds.setdefault(r["family"], set()).add(r["conversations"][1]["value"].split()[-1])
+    answers = json.loads((out / "answers.json").read_text())["answers"]["mlp"]
+    formed = [len(a.split()) == len(test[i]["conversations"][1]["value"].split())
+              and a.split()[-1] in kinds[test[i]["family"]] for i, a in answers.items()]
+    assert sum(formed) >= 0.8 * len(formed)
     md = (out / "results.md").read_text()
     assert "| mlp | 144 |" in md and "majority answer" in md
     # The saved final model is an ordinary deco model folder.
