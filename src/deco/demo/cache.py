@@ -20,6 +20,9 @@ from deco.demo.settings import DemoSettings
 
 # Bump when scenes, questions, tokenizer or encoder code change what they produce.
 ASSET_VERSION = 3
+# Bump when questions or answers change (dataset and text-pretrained LM), not the scenes' pixels: the
+# encoder keeps its key.
+QUESTION_VERSION = 4
 DONE = "asset.json"
 
 
@@ -156,7 +159,7 @@ def prepare_assets(
         save_encoder(tower, report, folder)
         return report
 
-    assets = cached_assets(root, rebuild, _key("data", {"scenes": scenes}), build_data,
+    assets = cached_assets(root, rebuild, _key("data", {"scenes": scenes, "questions": QUESTION_VERSION}), build_data,
                            _key("encoder", encoder_inputs(settings)), build_encoder)
     if settings.lm.pretrain_steps < 1:  # the LM starts from random weights
         return assets
@@ -173,7 +176,7 @@ def prepare_assets(
         save_language_model(model, tokenizer, report, folder)
         return report
 
-    lm_key = _key("lm", {"scenes": scenes, "lm": asdict(settings.lm)})
+    lm_key = _key("lm", {"scenes": scenes, "lm": asdict(settings.lm), "questions": QUESTION_VERSION})
     assets.lm_dir, assets.lm_report, fresh = _cached(root, lm_key, rebuild, build_lm)
     assets.built += ["language model"] * fresh
     return assets

@@ -14,7 +14,7 @@ answer word alone. Captions name every object's size, colour, shape and cell.
 
 | family    | example question          | answer                        | needs                   |
 |-----------|---------------------------|-------------------------------|-------------------------|
-| attribute | colour at top-left        | colour top-left red (or shape, size) | detail at a named place |
+| attribute | shape of red, size of red | red circle, red small         | detail of one object    |
 | column    | column of red             | red left / center / right     | position (localisation) |
 | row       | row of red                | red top / middle / bottom     | position (localisation) |
 | cell      | cell of red               | red top-left ... bottom-right | localisation, 9-way     |
@@ -50,9 +50,12 @@ def caption(scene: Scene) -> str:
 
 
 def _attribute(scene: Scene, rng: np.random.Generator) -> QA:
-    obj = scene.objects[int(rng.integers(len(scene.objects)))]
-    attr = str(rng.choice(["colour", "shape", "size"]))
-    return f"{attr} at {obj.cell}", f"{attr} {obj.cell} {getattr(obj, attr)}"
+    """Shape or size of the object a colour names: fine detail of one object. (Asked by place, "colour
+    at top-left", the MLP stayed at .55 in development runs while every lookup keyed by colour reached
+    .90-1.00: looking a place name up among the visual tokens was not learned at this budget.)"""
+    obj = _pick(scene, rng)
+    attr = str(rng.choice(["shape", "size"]))
+    return f"{attr} of {obj.colour}", f"{obj.colour} {getattr(obj, attr)}"
 
 
 def _pick(scene: Scene, rng: np.random.Generator) -> SceneObject:
