@@ -25,8 +25,8 @@ def _gap(summary: dict[str, Any], a: str, b: str, key: str, n: int) -> tuple[flo
     pa, pb = stat(a), stat(b)
     seeds = len(pa["values"])
     noise = 2 * math.hypot(_se(pa["mean"], n * seeds), _se(pb["mean"], n * seeds))
-    if seeds > 1:  # seed-to-seed spread usually dominates question sampling
-        noise = max(noise, 2 * math.hypot(pa["std"], pb["std"]) / math.sqrt(seeds))
+    if seeds > 1:  # seed-to-seed spread usually dominates question sampling: twice the spread of a difference
+        noise = max(noise, 2 * math.hypot(pa["std"], pb["std"]))
     return pa["mean"] - pb["mean"], noise
 
 
