@@ -22,8 +22,8 @@ class BundledScene:
 
 SCENES: tuple[BundledScene, ...] = (
     BundledScene("two-shapes", "two-shapes.png", ("cell of red", "column of blue", "is red left of blue")),
-    BundledScene("three-shapes", "three-shapes.png", ("cell of green", "shape at top-right", "how many squares")),
-    BundledScene("small-objects", "small-objects.png", ("colour of smallest", "row of blue", "cell of white")),
+    BundledScene("three-shapes", "three-shapes.png", ("cell of green", "shape of green", "is there a green square")),
+    BundledScene("small-objects", "small-objects.png", ("row of blue", "size of white", "cell of white")),
     BundledScene("one-shape", "one-shape.png", ("column of green", "describe the image", "is there a green square")),
 )
 
