@@ -187,7 +187,7 @@ def test_concurrent_requests_reach_the_model_one_at_a_time(controller) -> None:
 
 
 def test_training_from_the_page_reports_progress_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import deco.demo.pipeline as pipeline
+    import deco.demo.core.pipeline as pipeline
     from deco.app import training
     from deco.errors import ConfigError as Bad
 

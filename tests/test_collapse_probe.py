@@ -8,7 +8,7 @@ import json
 import torch
 
 from deco.config import load_config
-from deco.demo.notes import collapsed, observations
+from deco.demo.core.notes import collapsed, observations
 from deco.model import build_model
 from deco.train.probe import COLLAPSE_COS, collapse_warning, measure
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from deco.demo.questions import FAMILIES, answer_word, ask, caption, conversation_questions
-from deco.demo.scenes import COLUMNS, ROWS, SHAPES, SIZES, patch_owners, render, sample_scene
-from deco.demo.settings import default_settings, load_settings, settings_from_dict
+from deco.demo.core.settings import default_settings, load_settings, settings_from_dict
+from deco.demo.images.questions import FAMILIES, answer_word, ask, caption, conversation_questions
+from deco.demo.images.scenes import COLUMNS, ROWS, SHAPES, SIZES, patch_owners, render, sample_scene
 from deco.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +48,8 @@ def test_profiles_and_bad_settings():
 
 
 def test_families_setting_chooses_what_is_trained_and_tested(tmp_path):
-    from deco.demo.dataset import write_dataset
-    from deco.demo.settings import SceneSettings
+    from deco.demo.core.settings import SceneSettings
+    from deco.demo.images.dataset import write_dataset
 
     families = ["cell", "relation"]
     write_dataset(tmp_path, SceneSettings(train_images=30, test_images=10, validation_images=4, families=families))
@@ -71,7 +71,7 @@ def test_scene_objects_have_distinct_cells_and_colours_and_stay_in_their_cell():
 
 
 def test_render_puts_each_colour_where_the_scene_says():
-    from deco.demo.scenes import COLOURS
+    from deco.demo.images.scenes import COLOURS
 
     for scene in scenes(20):
         pixels = np.asarray(render(scene), dtype=np.int32)  # [48, 48, 3]
@@ -145,9 +145,9 @@ def test_conversations_use_distinct_families_and_captions_name_cells():
 
 def test_dataset_files_are_llava_records_and_every_word_is_in_the_vocabulary(tmp_path):
     from deco.data import load_records
-    from deco.demo.dataset import write_dataset
-    from deco.demo.settings import SceneSettings
-    from deco.demo.vocab import build_demo_tokenizer, check_covered
+    from deco.demo.core.settings import SceneSettings
+    from deco.demo.images.dataset import write_dataset
+    from deco.demo.images.vocab import build_demo_tokenizer, check_covered
 
     summary = write_dataset(tmp_path, SceneSettings(train_images=40, test_images=10))
     assert summary["stage1.json"] == 40 and summary["stage2.json"] == 40
@@ -191,7 +191,7 @@ def test_tiny_vit_tower_saves_and_loads_through_the_generic_loader(tmp_path):
 
 
 def test_assets_are_cached_by_settings(tmp_path):
-    from deco.demo.cache import prepare_assets
+    from deco.demo.core.cache import prepare_assets
 
     data = default_settings().to_dict()
     data["scenes"].update(train_images=24, test_images=6)
@@ -217,7 +217,7 @@ def test_assets_are_cached_by_settings(tmp_path):
 
 
 def _fake_payload(acc: dict[str, dict[str, float]], seeds: int = 1) -> dict:
-    from deco.demo.report import summarize
+    from deco.demo.core.report import summarize
 
     runs = []
     for name, fams in acc.items():
@@ -234,7 +234,7 @@ def _fake_payload(acc: dict[str, dict[str, float]], seeds: int = 1) -> dict:
 
 
 def test_notes_judge_orderings_against_noise_and_name_unlearned_families():
-    from deco.demo.notes import observations
+    from deco.demo.core.notes import observations
 
     notes = observations(_fake_payload({"mlp": {"cell": 0.70, "count": 0.6}, "deco": {"cell": 0.72, "count": 0.6},
                                         "qformer": {"cell": 0.20, "count": 0.6}}))
@@ -249,7 +249,7 @@ def test_notes_judge_orderings_against_noise_and_name_unlearned_families():
 
 
 def test_summary_reports_mean_and_spread_over_seeds():
-    from deco.demo.report import loss_at
+    from deco.demo.core.report import loss_at
 
     payload = _fake_payload({"mlp": {"cell": 0.5, "count": 0.5}}, seeds=3)
     stats = payload["projectors"]["mlp"]["final"]["overall"]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from deco.data import load_records
-from deco.demo.scenes import BACKGROUND
-from deco.demo.settings import default_settings, load_settings, settings_from_dict
-from deco.demo.video_questions import ask, caption, conversation_questions, vocabulary
-from deco.demo.video_scenes import Track, Video, clock_colour, render_video, sample_video
-from deco.demo.video_settings import VideoSceneSettings
+from deco.demo.core.settings import default_settings, load_settings, settings_from_dict
+from deco.demo.images.scenes import BACKGROUND
+from deco.demo.video.questions import ask, caption, conversation_questions, vocabulary
+from deco.demo.video.scenes import Track, Video, clock_colour, render_video, sample_video
+from deco.demo.video.settings import VideoSceneSettings
 from deco.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_sampled_videos_take_turns_with_equal_visits():
 
 
 def test_written_data_is_llava_format_with_npy_videos(tmp_path):
-    from deco.demo.video_data import write_video_dataset
+    from deco.demo.video.data import write_video_dataset
 
     summary = write_video_dataset(tmp_path, VideoSceneSettings(train_videos=6, test_videos=3))
     assert np.load(tmp_path / "images" / "train" / "000005.npy").shape == (4, 36, 36, 3)
@@ -93,8 +93,8 @@ def test_written_data_is_llava_format_with_npy_videos(tmp_path):
 
 
 def test_frame_encoder_reads_time_from_the_clock_only():
-    from deco.demo.settings import EncoderSettings
-    from deco.demo.video_encoder import pretrain_frame_encoder
+    from deco.demo.core.settings import EncoderSettings
+    from deco.demo.video.encoder import pretrain_frame_encoder
 
     settings = EncoderSettings(patch_size=6, hidden_size=32, num_layers=1, num_heads=2, pretrain_steps=150,
                                batch_size=32, lr=3e-3)
@@ -136,7 +136,7 @@ def _video(**changes) -> dict:
 
 
 def test_default_budget_is_equal_and_unequal_budgets_are_refused():
-    from deco.demo.video_settings import token_budget
+    from deco.demo.video.settings import token_budget
 
     budget = token_budget(load_settings(kind="video"))
     assert set(budget) == {"deco_spatial", "deco_temporal", "deco3d", "pllava", "qformer_video"}
@@ -164,7 +164,7 @@ TINY_VIDEO = {
 def test_end_to_end_through_the_shared_runner_and_report(tmp_path):
     from rich.console import Console
 
-    from deco.demo.pipeline import DemoOptions, run_demo
+    from deco.demo.core.pipeline import DemoOptions, run_demo
 
     out = tmp_path / "out"
     console = Console(file=open(tmp_path / "console.txt", "w"), width=160)  # noqa: SIM115
@@ -190,7 +190,7 @@ def test_end_to_end_through_the_shared_runner_and_report(tmp_path):
 def test_cli_passes_seeds_projectors_steps_and_config_to_the_video_demo(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import deco.demo.pipeline as pipeline
+    import deco.demo.core.pipeline as pipeline
     from deco.cli import app
 
     seen = {}
@@ -217,7 +217,7 @@ def test_cli_passes_seeds_projectors_steps_and_config_to_the_video_demo(monkeypa
 def test_sweep_is_refused_for_videos_before_any_work(tmp_path):
     from rich.console import Console
 
-    from deco.demo.pipeline import DemoOptions, run_demo
+    from deco.demo.core.pipeline import DemoOptions, run_demo
 
     with pytest.raises(ConfigError, match="videos have none"):
         run_demo(DemoOptions(video=True, sweep=True, out=tmp_path / "out", cache_dir=tmp_path / "cache"),
@@ -229,8 +229,8 @@ def test_video_cache_keys_and_frames_do_not_follow_the_image_kind():
     """The keys the default video assets were cached under, and the frames' object radius, before the two kinds
     shared one schema: the image kind's version bumps and shape sizes leave cached videos valid and the recorded
     results rerunnable (the video kind bumps VIDEO_ASSET_VERSION when its own data changes)."""
-    from deco.demo.video_data import video_keys
-    from deco.demo.video_scenes import RADIUS
+    from deco.demo.video.data import video_keys
+    from deco.demo.video.scenes import RADIUS
 
     assert video_keys(load_settings(kind="video")) == ("video-data-dd9e017c5b98", "video-encoder-837b767f7ed9")
     assert RADIUS == 0.38

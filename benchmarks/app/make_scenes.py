@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deco.app.scenes import SCENES, scene_folder
-from deco.demo.scenes import SIZES, Scene, SceneObject, render
+from deco.demo.images.scenes import SIZES, Scene, SceneObject, render
 
 SIDE = 48  # the demo's image size; models resize other sizes themselves
 

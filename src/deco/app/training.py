@@ -1,6 +1,6 @@
 """Training the quick demo pair (DeCo and Q-Former) from the page, through the demo's own entry point.
 
-`deco.demo.pipeline.run_demo` does the work exactly as `deco demo --quick` would; this only runs it on a
+`deco.demo.core.pipeline.run_demo` does the work exactly as `deco demo --quick` would; this only runs it on a
 worker thread and turns its console lines and the elapsed time into a progress report for the page.
 """
 
@@ -64,7 +64,7 @@ def train_quick_pair(out: str | Path, poll_s: float = 0.5) -> Iterator[TrainingS
     """Run `deco demo --quick` into `out`, yielding progress reports until it ends."""
     from rich.console import Console
 
-    from deco.demo.pipeline import DemoOptions, run_demo
+    from deco.demo.core.pipeline import DemoOptions, run_demo
 
     if not _training.acquire(blocking=False):
         yield TrainingStatus(0.0, "", True, "a demo run started from this page is still training; wait for it")

@@ -49,7 +49,7 @@ def demo_command(
     compressors at the same token count, and scores greedy answers on a held-out split. Writes results.json,
     results.md, plots and example images to --out.
     """
-    from deco.demo.pipeline import DemoOptions, run_demo
+    from deco.demo.core.pipeline import DemoOptions, run_demo
 
     names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
     run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, video=video, long=long, seed=seed, seeds=seeds,

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from deco.demo.settings import DemoSettings
+from deco.demo.core.settings import DemoSettings
 
 # Bump when scenes, questions, tokenizer or encoder code change what they produce.
 ASSET_VERSION = 3
@@ -134,14 +134,14 @@ def prepare_assets(
 ) -> Assets:
     """The assets of either kind, from the cache or built now: images get the dataset, encoder and
     text-pretrained LM (none when lm.pretrain_steps is 0), videos their dataset and frame encoder
-    (deco.demo.video_data)."""
+    (deco.demo.video.data)."""
     if settings.kind == "video":
-        from deco.demo.video_data import prepare_video_assets
+        from deco.demo.video.data import prepare_video_assets
 
         return prepare_video_assets(settings, cache_dir, rebuild, status, progress)
-    from deco.demo.dataset import TEST, TRAIN, split_scenes, write_dataset
-    from deco.demo.encoder import pretrain_encoder, save_encoder
-    from deco.demo.vocab import build_demo_tokenizer
+    from deco.demo.images.dataset import TEST, TRAIN, split_scenes, write_dataset
+    from deco.demo.images.encoder import pretrain_encoder, save_encoder
+    from deco.demo.images.vocab import build_demo_tokenizer
 
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def prepare_assets(
         return assets
 
     def build_lm(folder: Path) -> dict[str, Any]:
-        from deco.demo.language import pretrain_language_model, save_language_model
+        from deco.demo.images.language import pretrain_language_model, save_language_model
         from deco.model.tokenizer import load_tokenizer
 
         status(f"pretraining the LM on the scenes' language, text only ({settings.lm.pretrain_steps} steps)")

@@ -81,10 +81,10 @@ def question_families(kind: str = "image") -> tuple[tuple[str, ...], dict[str, t
     """A scene kind's question families in report order, and the groups of families scored beside them
     (images: spatial and localisation; videos: none)."""
     if kind == "video":
-        from deco.demo.video_questions import FAMILIES as VIDEO_FAMILIES
+        from deco.demo.video.questions import FAMILIES as VIDEO_FAMILIES
 
         return VIDEO_FAMILIES, {}
-    from deco.demo.questions import FAMILIES, LOCALISATION, SPATIAL
+    from deco.demo.images.questions import FAMILIES, LOCALISATION, SPATIAL
 
     return FAMILIES, {"spatial": SPATIAL, "localisation": LOCALISATION}
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from deco.config import _deep_merge, _from_dict, read_yaml
-from deco.demo.video_settings import VideoSceneSettings, video_defaults
+from deco.demo.video.settings import VideoSceneSettings, video_defaults
 from deco.errors import ConfigError
 
 KINDS = ("image", "video")
 PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
-# The question families the demo trains and reports (deco.demo.questions.FAMILIES has them all).
+# The question families the demo trains and reports (deco.demo.images.questions.FAMILIES has them all).
 # count and smallest are left out by default: each needs every object at once (a sum, an argmin over
 # sizes), which the 2-layer LM did not learn at this budget (MLP at the majority answer); they stay
 # available through `scenes.families`.
@@ -61,7 +61,7 @@ class EncoderSettings:
 
 @dataclass
 class LMSettings:
-    """The small Llama and its text-only pretraining on the scenes' language (deco.demo.language)."""
+    """The small Llama and its text-only pretraining on the scenes' language (deco.demo.images.language)."""
 
     hidden_size: int = 128
     intermediate_size: int = 256
@@ -113,7 +113,7 @@ class EvalSettings:
 @dataclass
 class DemoSettings:
     """Everything the demo needs, for either scene kind: `kind` "image" reads `scenes` (and `tokens`, the
-    compressors' output grid, and `sweep`), "video" reads `videos` (deco.demo.video_settings)."""
+    compressors' output grid, and `sweep`), "video" reads `videos` (deco.demo.video.settings)."""
 
     kind: str = "image"
     projectors: list[str] = field(default_factory=lambda: list(PROJECTORS))
@@ -216,11 +216,11 @@ def validate(settings: DemoSettings, source: str) -> None:
         raise ConfigError(f"{source}: seeds must be >= 1, got {settings.seeds}")
     _validate_training(settings, source)
     if settings.kind == "video":
-        from deco.demo.video_settings import validate_video
+        from deco.demo.video.settings import validate_video
 
         validate_video(settings, source)
         return
-    from deco.demo.questions import FAMILIES
+    from deco.demo.images.questions import FAMILIES
     from deco.projectors import projector_names
 
     s = settings.scenes

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from deco.demo.questions import FAMILIES
+from deco.demo.images.questions import FAMILIES
 
 
 def _pyplot():
@@ -95,7 +95,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _marked(answer: str, truth: str) -> str:
-    from deco.demo.evaluate import normalize
+    from deco.demo.core.evaluate import normalize
 
     return answer if normalize(answer) == normalize(truth) else f"{answer} ✗"
 

@@ -1,6 +1,6 @@
 """Pretrains the video demo's frame encoder: the image demo's per-patch targets plus the frame's clock.
 
-Same tiny ViT, objective and schedule as `deco.demo.encoder` (colour, shape, size, row and column of
+Same tiny ViT, objective and schedule as `deco.demo.images.encoder` (colour, shape, size, row and column of
 each patch), with one more per-patch target: the frame index, read from the background clock. Without
 it the encoder is free to discard the background shade (nothing asks for it), and the clock would
 not reach the projector. Frames are encoded one by one, as in the model.
@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from deco.demo.encoder import TARGETS, encoder_config, fit_patch_heads, patch_targets
-from deco.demo.settings import EncoderSettings
-from deco.demo.video_scenes import Video, render_frame
+from deco.demo.core.settings import EncoderSettings
+from deco.demo.images.encoder import TARGETS, encoder_config, fit_patch_heads, patch_targets
+from deco.demo.video.scenes import Video, render_frame
 from deco.model.tiny_vit import TinyViTConfig, TinyViTTower
 
 

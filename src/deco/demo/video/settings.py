@@ -1,5 +1,5 @@
 """The video kind's settings: its videos section, its defaults and profiles, and its checks. The schema,
-loader and YAML recipe are the demo's one set (deco.demo.settings; written out in
+loader and YAML recipe are the demo's one set (deco.demo.core.settings; written out in
 src/deco/recipes/demo-video.yaml); this file holds only what is particular to videos.
 
 Budget: 4 frames of 6x6 patches (36 px frames, 6 px patches; a 3x3 cell is 2x2 patches) = 144 patches
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from deco.errors import ConfigError
 
 if TYPE_CHECKING:
-    from deco.demo.settings import DemoSettings
+    from deco.demo.core.settings import DemoSettings
 
 VIDEO_PROJECTORS = ("deco_spatial", "deco_temporal", "deco3d", "pllava", "qformer_video")
 
@@ -42,7 +42,7 @@ class VideoSceneSettings:
     image_size: int = 36
     max_objects: int = 2
     still_prob: float = 0.2  # "still" is then about as common as each direction
-    clock: bool = True  # background brightens with time (video_scenes: why)
+    clock: bool = True  # background brightens with time (deco.demo.video.scenes: why)
     train_videos: int = 3000
     test_videos: int = 200
     questions_per_video: int = 8  # the visual tokens dominate a step's cost; questions are cheap
@@ -90,7 +90,7 @@ def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
     """Tokens per video and projector parameters for each projector; all token counts must agree."""
     import torch
 
-    from deco.demo.runner import projector_options
+    from deco.demo.core.runner import projector_options
     from deco.projectors import build_projector
 
     grid = (settings.videos.frames, settings.grid, settings.grid)
@@ -107,7 +107,7 @@ def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
 
 
 def validate_video(settings: DemoSettings, source: str) -> None:
-    """The video kind's cross-field checks (the shared ones are deco.demo.settings.validate's)."""
+    """The video kind's cross-field checks (the shared ones are deco.demo.core.settings.validate's)."""
     from deco.projectors import get_projector_class, projector_names
 
     v = settings.videos

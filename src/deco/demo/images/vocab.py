@@ -12,7 +12,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from deco.data.templates import GPT, HUMAN, get_template
-from deco.demo.questions import DESCRIBE, vocabulary
+from deco.demo.images.questions import DESCRIBE, vocabulary
 from deco.errors import DataError
 from deco.model.tokenizer import IMAGE_TOKEN, build_word_tokenizer, load_tokenizer
 

@@ -7,8 +7,8 @@
     tokenizer/    the word-level tokenizer of this vocabulary
 
 The encoder is the image demo's tiny ViT, pretrained the same way on single frames plus the frame's
-clock (`deco.demo.video_encoder`). Both assets are cached with the demo's cache helpers (a folder per
-settings hash, built under a temp name); `deco.demo.cache.prepare_assets` calls this for the video kind.
+clock (`deco.demo.video.encoder`). Both assets are cached with the demo's cache helpers (a folder per
+settings hash, built under a temp name); `deco.demo.core.cache.prepare_assets` calls this for the video kind.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from deco.demo.cache import Assets, _key, cached_assets, data_builder
-from deco.demo.dataset import caption_record, one_question_per_family, qa_record, write_splits
-from deco.demo.settings import DemoSettings
-from deco.demo.video_questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
-from deco.demo.video_scenes import Video, render_video, sample_video
-from deco.demo.video_settings import VideoSceneSettings
+from deco.demo.core.cache import Assets, _key, cached_assets, data_builder
+from deco.demo.core.settings import DemoSettings
+from deco.demo.images.dataset import caption_record, one_question_per_family, qa_record, write_splits
+from deco.demo.video.questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
+from deco.demo.video.scenes import Video, render_video, sample_video
+from deco.demo.video.settings import VideoSceneSettings
 
 TRAIN, TEST = "train", "test"
 # Bump when the videos, questions, captions or frame encoder code change what they produce (cache keys).
@@ -81,7 +81,7 @@ def write_video_dataset(directory: str | Path, settings: VideoSceneSettings) -> 
 
 def build_video_tokenizer(directory: Path) -> None:
     """Word-level tokenizer over the video vocabulary and the templates' words, saved to `directory`."""
-    from deco.demo.vocab import TEMPLATES, template_words
+    from deco.demo.images.vocab import TEMPLATES, template_words
     from deco.model.tokenizer import build_word_tokenizer
 
     words = set(vocabulary())
@@ -95,10 +95,10 @@ def prepare_video_assets(
     status: Callable[[str], None] = lambda _: None, progress: Callable[[int, int], None] | None = None,
 ) -> Assets:
     """Videos, tokenizer and frame encoder for video settings, from the cache or built now (the video branch of
-    deco.demo.cache.prepare_assets; the keys hold what they held before the two kinds shared one schema, so
+    deco.demo.core.cache.prepare_assets; the keys hold what they held before the two kinds shared one schema, so
     caches stay valid)."""
-    from deco.demo.encoder import save_encoder
-    from deco.demo.video_encoder import pretrain_frame_encoder
+    from deco.demo.images.encoder import save_encoder
+    from deco.demo.video.encoder import pretrain_frame_encoder
 
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)

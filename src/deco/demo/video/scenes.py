@@ -13,7 +13,7 @@ read time from token positions alone (RoPE): it told the axis of a motion but no
 guessed on "which came first", for every projector. Pooling in time averages the clock with
 everything else, which is the loss the experiment measures.
 
-Every frame is a `deco.demo.scenes.Scene` drawn with the image demo's renderer, then given the clock.
+Every frame is a `deco.demo.images.scenes.Scene` drawn with the image demo's renderer, then given the clock.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deco.demo.scenes import BACKGROUND, COLOURS, COLUMNS, ROWS, SHAPES, Scene, SceneObject, render
+from deco.demo.images.scenes import BACKGROUND, COLOURS, COLUMNS, ROWS, SHAPES, Scene, SceneObject, render
 
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 STILL = "still"

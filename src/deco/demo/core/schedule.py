@@ -19,9 +19,9 @@ from typing import Any
 
 from rich.console import Console
 
-from deco.demo.cache import Assets
-from deco.demo.runner import eval_plan, run_job
-from deco.demo.settings import DemoSettings
+from deco.demo.core.cache import Assets
+from deco.demo.core.runner import eval_plan, run_job
+from deco.demo.core.settings import DemoSettings
 from deco.errors import DecoError
 from deco.train.progress import progress_bars
 

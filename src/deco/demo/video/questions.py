@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deco.demo.scenes import COLOURS, COLUMNS, ROWS
-from deco.demo.video_scenes import DIRECTIONS, STILL, Track, Video, cell_name
+from deco.demo.images.scenes import COLOURS, COLUMNS, ROWS
+from deco.demo.video.scenes import DIRECTIONS, STILL, Track, Video, cell_name
 
 QA = tuple[str, str]
 ORDINALS = ("first", "second", "third")

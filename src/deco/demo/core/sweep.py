@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deco.demo.report import md_table
+from deco.demo.core.report import md_table
 
 # Prefer a non-collapsed run even if a collapsed one happens to score higher (it reads the text only).
 _COLLAPSED_PENALTY = 1.0

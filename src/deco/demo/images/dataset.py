@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from deco.demo.questions import DESCRIBE, answer_word, ask, caption, conversation_questions
-from deco.demo.scenes import Scene, render, sample_scene
-from deco.demo.settings import SceneSettings
+from deco.demo.core.settings import SceneSettings
+from deco.demo.images.questions import DESCRIBE, answer_word, ask, caption, conversation_questions
+from deco.demo.images.scenes import Scene, render, sample_scene
 from deco.model.tokenizer import IMAGE_TOKEN
 
 T = TypeVar("T")  # a scene or a video
@@ -117,7 +117,7 @@ def one_question_per_family(
 
 def majority_baselines(records: list[dict[str, Any]]) -> dict[str, float]:
     """Per family, the accuracy of always giving that family's most common answer word (after restating the
-    referent correctly, which copying from the question does: deco.demo.questions)."""
+    referent correctly, which copying from the question does: deco.demo.images.questions)."""
     by_family: dict[str, Counter] = {}
     for rec in records:
         by_family.setdefault(rec["family"], Counter())[answer_word(rec["conversations"][1]["value"])] += 1

@@ -26,9 +26,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from deco.data.encoding import IGNORE_INDEX, ConversationEncoder
 from deco.data.templates import GPT, HUMAN, get_template, render_prompt
-from deco.demo.questions import DESCRIBE, caption, conversation_questions
-from deco.demo.scenes import Scene
-from deco.demo.settings import LMSettings, SceneSettings
+from deco.demo.core.settings import LMSettings, SceneSettings
+from deco.demo.images.questions import DESCRIBE, caption, conversation_questions
+from deco.demo.images.scenes import Scene
 
 TEMPLATE = "vicuna_v1"
 
@@ -144,8 +144,8 @@ def text_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, s
                   families: Sequence[str], seed: int) -> dict[str, float]:
     """Exact-match accuracy per family of greedy answers (as the demo scores them), the scene given as its
     caption."""
-    from deco.demo.evaluate import normalize
-    from deco.demo.questions import ask
+    from deco.demo.core.evaluate import normalize
+    from deco.demo.images.questions import ask
 
     rng = np.random.default_rng([seed, 8])
     hits: dict[str, list[float]] = defaultdict(list)

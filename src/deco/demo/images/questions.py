@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from deco.demo.scenes import COLOURS, COLUMNS, ROWS, SHAPES, SIZES, Scene, SceneObject
+from deco.demo.images.scenes import COLOURS, COLUMNS, ROWS, SHAPES, SIZES, Scene, SceneObject
 
 QA = tuple[str, str]
 FAMILIES = ("attribute", "column", "row", "cell", "relation", "count", "exists", "smallest")

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deco.demo.scenes import COLOURS, SHAPES, SIZES, Scene, patch_owners, render
-from deco.demo.settings import EncoderSettings
+from deco.demo.core.settings import EncoderSettings
+from deco.demo.images.scenes import COLOURS, SHAPES, SIZES, Scene, patch_owners, render
 from deco.model.tiny_vit import TinyViTConfig, TinyViTTower
 
 TARGETS = {"colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1, "size": len(SIZES) + 1, "row": 3, "col": 3}

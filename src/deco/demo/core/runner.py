@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from deco.config import Config, config_from_dict
-from deco.demo.cache import Assets
-from deco.demo.evaluate import answer_all, load_test, score
-from deco.demo.settings import DemoSettings
+from deco.demo.core.cache import Assets
+from deco.demo.core.evaluate import answer_all, load_test, score
+from deco.demo.core.settings import DemoSettings
 from deco.projectors import get_projector_class
 
 Progress = Callable[[str, int], None]  # (phase, units done in that phase)
@@ -219,7 +219,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
-    from deco.demo.settings import settings_from_dict
+    from deco.demo.core.settings import settings_from_dict
 
     root = Path(job["run_root"])
     root.mkdir(parents=True, exist_ok=True)

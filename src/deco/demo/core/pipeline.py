@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deco.demo.cache import Assets, default_cache_dir, prepare_assets
-from deco.demo.settings import DemoSettings, load_settings, settings_from_dict
+from deco.demo.core.cache import Assets, default_cache_dir, prepare_assets
+from deco.demo.core.settings import DemoSettings, load_settings, settings_from_dict
 from deco.errors import ConfigError
 
 MARKER = ".deco-demo"
@@ -113,10 +113,10 @@ def geometry(settings: DemoSettings, runs: list[dict[str, Any]]) -> dict[str, An
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any]:
     """Run the whole demo; returns the payload written to results.json."""
-    from deco.demo import notes, plots, report
-    from deco.demo.evaluate import load_test
-    from deco.demo.runner import projector_options
-    from deco.demo.schedule import default_workers, demo_jobs, run_jobs
+    from deco.demo.core import notes, plots, report
+    from deco.demo.core.evaluate import load_test
+    from deco.demo.core.runner import projector_options
+    from deco.demo.core.schedule import default_workers, demo_jobs, run_jobs
 
     console = console or Console()
     start = time.perf_counter()
@@ -129,7 +129,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     workers = opts.workers or default_workers(jobs)
     console.rule("[bold]deco demo" + (" --video" if settings.kind == "video" else ""))
     if settings.kind == "video":
-        from deco.demo.video_settings import token_budget
+        from deco.demo.video.settings import token_budget
 
         seen = (f"Videos of {settings.videos.frames} frames of {settings.frame_size} px -> {settings.videos.frames} x "
                 f"{settings.grid}x{settings.grid} patch tokens; every projector emits "
@@ -196,8 +196,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
 def _run_sweep(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_dir: Path, workers: int,
                start: float, console: Console) -> dict[str, Any]:
     """`--sweep`: every projector at every learning rate on the validation split; writes sweep.json/.md."""
-    from deco.demo import report, sweep
-    from deco.demo.schedule import run_jobs, sweep_jobs
+    from deco.demo.core import report, sweep
+    from deco.demo.core.schedule import run_jobs, sweep_jobs
 
     console.print(f"  learning-rate sweep: {', '.join(f'{lr:g}' for lr in settings.sweep.lrs)} for each projector, "
                   "scored on the validation split")
