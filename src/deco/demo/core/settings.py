@@ -21,10 +21,9 @@ from deco.errors import ConfigError
 KINDS = ("image", "video")
 PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
 # The question families the demo trains and reports (deco.demo.images.questions.FAMILIES has them all).
-# count and smallest are left out by default: each needs every object at once (a sum, an argmin over
-# sizes), which the 2-layer LM did not learn at this budget (MLP at the majority answer); they stay
-# available through `scenes.families`.
-DEFAULT_FAMILIES = ("attribute", "column", "row", "cell", "relation", "exists")
+# Left out by default, each because the uncompressed MLP stayed below 0.90 at the default budget in
+# development runs (why in configs/demo.yaml); all stay available through `scenes.families`.
+DEFAULT_FAMILIES = ("column", "row", "cell", "relation", "exists")
 
 
 @dataclass
