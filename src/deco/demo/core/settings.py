@@ -73,6 +73,11 @@ class LMSettings:
     seed: int = 0
 
 
+# Chosen by `deco demo --sweep --steps 400` (1e-3, 3e-3, 1e-2 each; validation split; 2026-12-03,
+# benchmarks/demo/sweep-2core-2026-12-03/): the best validation accuracy on the default families.
+SWEPT_LRS = {"mlp": 1.0e-3, "deco": 1.0e-3, "qformer": 3.0e-3, "cabstractor": 1.0e-3, "dabstractor": 1.0e-3}
+
+
 @dataclass
 class TrainSettings:
     """Equal for every projector: steps, batch, data order, learning-rate rule."""
@@ -87,7 +92,7 @@ class TrainSettings:
     checkpoints: int = 3
     # Per projector, its learning rate in both stages (the LM keeps stage2_lr), chosen by `deco demo
     # --sweep` on the validation split; projectors not listed use stage1_lr / stage2_lr.
-    projector_lrs: dict[str, float] = field(default_factory=dict)
+    projector_lrs: dict[str, float] = field(default_factory=lambda: dict(SWEPT_LRS))
 
 
 @dataclass
