@@ -16,11 +16,12 @@ from deco.demo.core.pipeline import DemoOptions, run_demo
 # answer each question wants, which no untrained model does.
 TINY = {
     "scenes.train_images": 96, "scenes.test_images": 16, "scenes.validation_images": 8, "scenes.max_objects": 1,
-    "scenes.families": ["attribute", "column", "cell", "relation", "count"],
+    "scenes.families": ["column", "count"],  # answers of two distinct forms ("red left", "circles 1")
     "lm.pretrain_steps": 20, "lm.pretrain_batch_size": 8, "lm.conversations_per_scene": 1,
     "encoder.pretrain_steps": 30, "encoder.pretrain_images": 96, "encoder.batch_size": 16,
     "lm.hidden_size": 64, "lm.intermediate_size": 128,
     "train.stage1_steps": 2, "train.stage2_steps": 80, "train.checkpoints": 2, "train.stage2_lr": 5.0e-3,
+    "train.projector_lrs": {},  # the swept per-projector values are for the default budget
     "train.batch_size": 8,
     "eval.curve_images": 4, "eval.examples": 2, "eval.loss_steps": [5, 10],
 }
