@@ -15,7 +15,7 @@ from deco.demo.core.pipeline import DemoOptions, run_demo
 # One object per image and a high learning rate: within 80 tiny steps the model learns which kind of
 # answer each question wants, which no untrained model does.
 TINY = {
-    "scenes.train_images": 96, "scenes.test_images": 16, "scenes.validation_images": 8, "scenes.max_objects": 1,
+    "scenes.train_images": 96, "scenes.test_images": 16, "scenes.validation_images": 8, "scenes.min_objects": 1, "scenes.max_objects": 1,
     "scenes.families": ["column", "count"],  # answers of two distinct forms ("red left", "circles 1")
     "lm.pretrain_steps": 20, "lm.pretrain_batch_size": 8, "lm.conversations_per_scene": 1,
     "encoder.pretrain_steps": 30, "encoder.pretrain_images": 96, "encoder.batch_size": 16,

@@ -28,10 +28,10 @@ DEFAULT_FAMILIES = ("column", "row", "cell", "relation", "exists")
 
 @dataclass
 class SceneSettings:
-    """Synthetic scenes: 1-4 coloured shapes in distinct cells of a 3x3 grid."""
+    """Synthetic scenes: coloured shapes in distinct cells of a 3x3 grid."""
 
     image_size: int = 48
-    min_objects: int = 1
+    min_objects: int = 2
     max_objects: int = 3
     train_images: int = 8000
     test_images: int = 150
