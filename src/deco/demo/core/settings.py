@@ -74,8 +74,8 @@ class LMSettings:
 
 
 # Chosen by `deco demo --sweep --steps 400` (1e-3, 3e-3, 1e-2 each; validation split; 2026-12-03,
-# benchmarks/demo/sweep-2core-2026-12-03/): the best validation accuracy on the default families.
-SWEPT_LRS = {"mlp": 1.0e-3, "deco": 1.0e-3, "qformer": 3.0e-3, "cabstractor": 1.0e-3, "dabstractor": 1.0e-3}
+# scenes of 2-3 objects; benchmarks/demo/sweep-min2-2core-2026-12-03/): the best validation accuracy.
+SWEPT_LRS = {"mlp": 3.0e-3, "deco": 1.0e-3, "qformer": 3.0e-3, "cabstractor": 1.0e-2, "dabstractor": 1.0e-3}
 
 
 @dataclass
