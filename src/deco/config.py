@@ -105,6 +105,9 @@ class DataSection:
     # DataLoader worker processes; "auto": from the cores this process may use and its torch threads
     # (deco.train.loader.auto_workers; 0 for a one-thread process sharing the machine, as the demo's jobs).
     num_workers: int | Literal["auto"] = "auto"
+    # With 0 workers: read the next two optimizer steps' micro-batches on a background thread while
+    # the step computes (deco.train.prefetch); false loads each micro-batch on the training thread.
+    prefetch_thread: bool = True
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The training DataLoader: worker processes sized to the cores, prefetching, pinned memory on CUDA.
+"""The training DataLoader: worker processes sized to the cores (or, with none, a read-ahead thread),
+prefetching, pinned memory on CUDA.
 
 Data order is the BatchPlan's alone (StepBatchSampler), so the worker count never changes what a
 step trains on, and a resumed run may use another count than the run it continues.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from deco.config import DataSection
 from deco.errors import ConfigError
 from deco.train.batches import BatchPlan, StepBatchSampler
+from deco.train.prefetch import PrefetchedLoader
 
 # More workers than this rarely help one process (JPEG decode + resize is ~14 ms per sample on one
 # core, so 8 workers feed ~570 samples/s) and each holds a copy of the dataset's index.
@@ -58,11 +60,15 @@ class LoaderSettings:
     pin_memory: bool
     persistent_workers: bool
     how: str
+    # With no workers: micro-batches read ahead on a background thread (0: on the training thread).
+    thread_depth: int = 0
 
     def describe(self) -> str:
         """One line for logs."""
         if not self.num_workers:
-            return f"data loader: in-process ({self.how})"
+            where = (f"read {self.thread_depth} micro-batches ahead on a thread" if self.thread_depth
+                     else "on the training thread")
+            return f"data loader: in-process, {where} ({self.how})"
         return (f"data loader: {self.num_workers} worker(s) ({self.how}), prefetch {self.prefetch_factor} "
                 f"batches each, pin_memory {self.pin_memory}")
 
@@ -79,17 +85,22 @@ def loader_settings(data: DataSection, device: torch.device, accum: int) -> Load
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
             raise ConfigError(f"data.num_workers must be 'auto' or a whole number >= 0, got {requested!r}")
         workers, how = requested, "data.num_workers"
-    # Each optimizer step takes `accum` micro-batches at once: queue two steps' worth across the workers.
+    if not isinstance(data.prefetch_thread, bool):
+        raise ConfigError(f"data.prefetch_thread must be true or false, got {data.prefetch_thread!r}")
+    # Each optimizer step takes `accum` micro-batches at once: queue two steps' worth (across the
+    # workers, or on the read-ahead thread when there are none).
     prefetch = max(2, math.ceil(2 * accum / workers)) if workers else None
-    return LoaderSettings(workers, prefetch, device.type == "cuda", workers > 0, how)
+    thread_depth = 2 * accum if not workers and data.prefetch_thread else 0
+    return LoaderSettings(workers, prefetch, device.type == "cuda", workers > 0, how, thread_depth)
 
 
 def build_loader(
     dataset: Dataset, plan: BatchPlan, rank: int, epoch: int, step_in_epoch: int, num_steps: int,
     collate: Callable[[list[Any]], dict[str, Any]], settings: LoaderSettings, seed: int,
-) -> DataLoader:
-    """This rank's micro-batches from (epoch, step_in_epoch) for num_steps optimizer steps."""
-    return DataLoader(
+) -> Iterable[dict[str, Any]]:
+    """This rank's micro-batches from (epoch, step_in_epoch) for num_steps optimizer steps: the
+    DataLoader, or with no workers and a thread depth, the DataLoader read ahead on a thread."""
+    loader = DataLoader(
         dataset,
         batch_sampler=StepBatchSampler(plan, rank, epoch, step_in_epoch, num_steps),
         collate_fn=collate,
@@ -100,3 +111,4 @@ def build_loader(
         # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
         generator=torch.Generator().manual_seed(seed),
     )
+    return PrefetchedLoader(loader, settings.thread_depth) if settings.thread_depth else loader

@@ -35,7 +35,7 @@ NOT_TRAJECTORY = (
     "train.output_dir", "train.log_every", "train.save_every", "train.keep_last", "train.quiet",
     "train.per_device_batch_size", "train.gradient_checkpointing", "train.compile",
     "train.report_to", "train.tracker_project",
-    "data.num_workers", "data.check_images", "data.allow_outside_image_folder",
+    "data.num_workers", "data.prefetch_thread", "data.check_images", "data.allow_outside_image_folder",
     # Paths: the data is compared by content (the fingerprint), not by where it lies.
     "data.train_file", "data.image_folder",
     "model.allow_pickle",
