@@ -51,6 +51,36 @@ def test_siglip_keeps_every_patch():
     torch.testing.assert_close(tower(pixels), full[-1])
 
 
+@pytest.mark.parametrize("arch", ["clip", "siglip"])
+@pytest.mark.parametrize("layers", [[-2], [0], [1], [-1], [1, -2], [-3, 2]])
+def test_the_pass_stops_at_the_deepest_layer_taken_with_hf_forward_states(arch, layers):
+    torch.manual_seed(0)
+    tower = load_vision_tower(None, arch, VISION, feature_layer=-2)
+    prefix = tower.num_prefix_tokens
+    pixels = torch.randn(2, 3, 32, 32)
+    full = tower.model(pixel_values=pixels, output_hidden_states=True).hidden_states  # HF's own forward
+    ran = []
+    for i, layer in enumerate(tower.model.encoder.layers):
+        layer.register_forward_hook(lambda *_, i=i: ran.append(i))
+    got = tower.forward_layers(pixels, layers)
+    for layer, features in zip(layers, got, strict=True):
+        torch.testing.assert_close(features, full[layer][:, prefix:], rtol=0, atol=0)
+    deepest = max(layer % (tower.num_layers + 1) for layer in layers)
+    assert ran == list(range(deepest))  # the layers after the deepest one taken never run
+
+
+def test_tiny_vit_stops_at_the_deepest_layer_taken():
+    from deco.model.tiny_vit import TinyViTConfig, TinyViTTower
+
+    torch.manual_seed(0)
+    tower = TinyViTTower(TinyViTConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=3, num_heads=4),
+                         feature_layer=-2)
+    pixels = torch.randn(2, 3, 32, 32)
+    full = tower.model(pixels)
+    assert len(full) == 4 and len(tower.hidden_states(pixels, upto=2)) == 3
+    torch.testing.assert_close(tower(pixels), full[-2], rtol=0, atol=0)
+
+
 def test_feature_layer_out_of_range_is_config_error():
     with pytest.raises(ConfigError, match="feature_layer=-9"):
         load_vision_tower(None, "clip", VISION, feature_layer=-9)

@@ -88,7 +88,9 @@ class LayerClock:
             for a, b in (("f0", "f1"), ("b0", "b1")):
                 if (a, i) in self._stamps and (b, i) in self._stamps:
                     total += self._elapsed(self._stamps[(a, i)], self._stamps[(b, i)])
-        got["seconds"] = total / max(len(self.layers), 1)
+        # The mean over the layers that ran: a vision pass stops at the deepest layer it takes.
+        ran = sum(("f0", i) in self._stamps for i in range(len(self.layers)))
+        got["seconds"] = total / max(ran, 1)
 
 
 class LayerMemory:

@@ -89,14 +89,15 @@ class TinyViT(nn.Module):
             Block(config.hidden_size, config.num_heads, config.mlp_ratio) for _ in range(config.num_layers)
         )
 
-    def forward(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        """[B, 3, S, S] -> hidden states, num_layers + 1 tensors of [B, N, D]."""
+    def forward(self, pixels: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """[B, 3, S, S] -> hidden states [B, N, D]: the patch embeddings, then each block's output up to
+        state `upto` (None: all num_layers + 1)."""
         size = self.config.image_size
         if pixels.dim() != 4 or pixels.shape[1] != 3 or pixels.shape[2:] != (size, size):
             raise ShapeError(f"tiny-vit expects pixels [B, 3, {size}, {size}], got {tuple(pixels.shape)}")
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2) + self.pos_embed  # [B, N, D]
         states = [x]
-        for block in self.blocks:
+        for block in self.blocks[:upto]:
             x = block(x)
             states.append(x)
         return states
@@ -124,9 +125,10 @@ class TinyViTTower(VisionTower):
             pad_to_square=pad_to_square,
         )
 
-    def hidden_states(self, pixel_values: torch.Tensor) -> Sequence[torch.Tensor]:
-        """Every hidden state [B, N, Dv] (no prefix tokens): the patch embeddings, then each block's output."""
-        return self.model(pixel_values.to(self.model.pos_embed.dtype))
+    def hidden_states(self, pixel_values: torch.Tensor, upto: int | None = None) -> Sequence[torch.Tensor]:
+        """Hidden states [B, N, Dv] (no prefix tokens): the patch embeddings, then each block's output up
+        to state `upto`."""
+        return self.model(pixel_values.to(self.model.pos_embed.dtype), upto)
 
     def save(self, directory: str | Path) -> None:
         """Write model.safetensors and deco_vision.json (arch, hyperparameters, mean, std)."""

@@ -43,8 +43,8 @@ class VisionTower(nn.Module):
     `patch_size`, `grid` (h, w), `num_prefix_tokens` (CLS/register tokens that are dropped),
     `feature_layer` (which hidden state is taken), `num_layers` (encoder depth, so hidden state
     indices run -(num_layers+1)..num_layers with entry 0 the embeddings), and the image `transform`.
-    A tower implements `hidden_states` (every state, prefix tokens included); `forward` and
-    `forward_layers` select from one encoder pass.
+    A tower implements `hidden_states` (the states up to a depth, prefix tokens included); `forward`
+    and `forward_layers` select from one encoder pass that stops at the deepest layer they take.
     """
 
     hidden_size: int
@@ -69,8 +69,9 @@ class VisionTower(nn.Module):
         """The preprocessing that matches this encoder."""
         raise NotImplementedError
 
-    def hidden_states(self, pixel_values: torch.Tensor) -> Sequence[torch.Tensor]:
-        """[B, 3, S, S] -> num_layers + 1 tensors [B, prefix + N, Dv]: embeddings, then each layer's output."""
+    def hidden_states(self, pixel_values: torch.Tensor, upto: int | None = None) -> Sequence[torch.Tensor]:
+        """[B, 3, S, S] -> tensors [B, prefix + N, Dv]: the embeddings, then each layer's output, at least
+        up to hidden state `upto` (an index 0..num_layers; None: every layer). A tower may stop there."""
         raise NotImplementedError
 
     def check_layer(self, layer: object, key: str = "vision.feature_layer") -> int:
@@ -84,9 +85,15 @@ class VisionTower(nn.Module):
         return layer
 
     def forward_layers(self, pixel_values: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
-        """One encoder pass -> [B, N, Dv] patch features of each hidden state in `layers`, prefix tokens dropped."""
-        states = self.hidden_states(pixel_values)
-        return [states[layer][:, self.num_prefix_tokens :] for layer in layers]
+        """One encoder pass -> [B, N, Dv] patch features of each hidden state in `layers`, prefix tokens dropped.
+
+        The pass stops at the deepest state taken: LLaVA's penultimate-layer features (feature_layer -2)
+        never need the last layer, which a full forward computes and throws away (1/24 of CLIP-L/336).
+        """
+        n_states = self.num_layers + 1
+        wanted = [layer % n_states for layer in layers]  # absolute indices, so any depth of output works
+        states = self.hidden_states(pixel_values, upto=max(wanted))
+        return [states[i][:, self.num_prefix_tokens :] for i in wanted]
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] -> [B, N, Dv] from the configured layer, prefix tokens dropped."""
@@ -137,10 +144,36 @@ class HFVisionTower(VisionTower):
     def transform(self, pad_to_square: bool = True) -> ImageTransform:
         return ImageTransform(self.image_size, self.mean, self.std, crop=self._crop, pad_to_square=pad_to_square)
 
-    def hidden_states(self, pixel_values: torch.Tensor) -> Sequence[torch.Tensor]:
-        """HF's hidden_states [B, prefix + N, Dv] each; CLS is dropped later only where there is one."""
+    def hidden_states(self, pixel_values: torch.Tensor, upto: int | None = None) -> Sequence[torch.Tensor]:
+        """HF's hidden_states [B, prefix + N, Dv] each; CLS is dropped later only where there is one.
+
+        Below the last layer, HF's own modules run in HF's order (embeddings, CLIP's pre-layernorm, the
+        encoder layers up to `upto`): the same states as HF's forward (tested), without the layers after.
+        """
         dtype = next(self.model.parameters()).dtype
-        return self.model(pixel_values=pixel_values.to(dtype), output_hidden_states=True).hidden_states
+        pixel_values = pixel_values.to(dtype)
+        parts = self._trunk()
+        if upto is None or upto >= self.num_layers or parts is None:
+            return self.model(pixel_values=pixel_values, output_hidden_states=True).hidden_states
+        embeddings, pre_norm, layers = parts
+        x = embeddings(pixel_values)
+        if pre_norm is not None:
+            x = pre_norm(x)
+        states = [x]
+        for layer in layers[:upto]:
+            x = layer(x, None)  # image patches attend to every patch: no attention mask
+            states.append(x)
+        return states
+
+    def _trunk(self) -> tuple[nn.Module, nn.Module | None, nn.ModuleList] | None:
+        """(embeddings, pre-layernorm or None, encoder layers) of the HF model, None if laid out otherwise
+        (then the full forward runs)."""
+        root = getattr(self.model, "vision_model", self.model)  # transformers 4.x nests the transformer
+        embeddings = getattr(root, "embeddings", None)
+        layers = getattr(getattr(root, "encoder", None), "layers", None)
+        if embeddings is None or not isinstance(layers, nn.ModuleList) or len(layers) != self.num_layers:
+            return None
+        return embeddings, getattr(root, "pre_layrnorm", None), layers
 
     def save(self, directory: str | Path) -> None:
         """HF save_pretrained (safetensors) plus the normalisation constants."""
