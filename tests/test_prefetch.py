@@ -15,7 +15,7 @@ from deco.config import DataSection, load_config
 from deco.errors import ConfigError, DataError
 from deco.train import run_training
 from deco.train.batches import BatchPlan
-from deco.train.loader import build_loader, loader_settings
+from deco.train.loader import build_loader, loader_settings, use_thread
 from deco.train.metrics import read_metrics
 from deco.train.prefetch import PrefetchedLoader
 
@@ -61,13 +61,23 @@ def test_the_thread_yields_the_same_batches_in_the_same_order():
 
 def test_settings_read_two_optimizer_steps_ahead_only_without_workers():
     cpu = torch.device("cpu")
-    on = loader_settings(DataSection(num_workers=0), cpu, accum=3)
+    on = loader_settings(DataSection(num_workers=0, prefetch_thread=True), cpu, accum=3)
     assert on.thread_depth == 6 and "read 6 micro-batches ahead on a thread" in on.describe()
     off = loader_settings(DataSection(num_workers=0, prefetch_thread=False), cpu, accum=3)
     assert off.thread_depth == 0 and "on the training thread" in off.describe()
     assert loader_settings(DataSection(num_workers=2), cpu, accum=3).thread_depth == 0  # workers prefetch
-    with pytest.raises(ConfigError, match="'data.prefetch_thread' must be bool, got str 'sometimes'"):
+    with pytest.raises(ConfigError, match="'data.prefetch_thread' = 'sometimes' does not match"):
         load_config("configs/tiny.yaml", ["data.prefetch_thread=sometimes"])
+
+
+def test_auto_reads_ahead_except_in_a_one_thread_cpu_process():
+    assert use_thread("auto", "cpu", threads=2) and use_thread("auto", "cuda", threads=1)
+    assert not use_thread("auto", "cpu", threads=1)  # one of several jobs sharing the cores (the demo)
+    assert use_thread(True, "cpu", threads=1) and not use_thread(False, "cuda")
+    with pytest.raises(ConfigError, match="data.prefetch_thread must be true, false or 'auto', got 'yes'"):
+        use_thread("yes", "cpu")
+    # The test process runs torch on one thread: auto keeps loading on the training thread.
+    assert loader_settings(DataSection(num_workers=0), torch.device("cpu"), accum=1).thread_depth == 0
 
 
 def test_a_loader_error_is_raised_where_the_batch_is_taken_after_the_good_batches():

@@ -106,8 +106,9 @@ class DataSection:
     # (deco.train.loader.auto_workers; 0 for a one-thread process sharing the machine, as the demo's jobs).
     num_workers: int | Literal["auto"] = "auto"
     # With 0 workers: read the next two optimizer steps' micro-batches on a background thread while
-    # the step computes (deco.train.prefetch); false loads each micro-batch on the training thread.
-    prefetch_thread: bool = True
+    # the step computes (deco.train.prefetch); false loads each micro-batch on the training thread;
+    # "auto": the thread, except in a one-thread CPU process sharing the machine (the demo's jobs).
+    prefetch_thread: bool | Literal["auto"] = "auto"
 
 
 @dataclass

@@ -73,6 +73,18 @@ class LoaderSettings:
                 f"batches each, pin_memory {self.pin_memory}")
 
 
+def use_thread(setting: bool | str, device_type: str, threads: int | None = None) -> bool:
+    """data.prefetch_thread: true, false, or auto. Auto reads ahead on a thread except in a CPU process
+    limited to one torch thread, taken (as by auto_workers) to share the machine with other jobs, where
+    a second thread would only time-slice its own core."""
+    if setting == "auto":
+        threads = torch.get_num_threads() if threads is None else threads
+        return device_type != "cpu" or threads > 1
+    if not isinstance(setting, bool):
+        raise ConfigError(f"data.prefetch_thread must be true, false or 'auto', got {setting!r}")
+    return setting
+
+
 def loader_settings(data: DataSection, device: torch.device, accum: int) -> LoaderSettings:
     """Workers (data.num_workers or the auto rule), prefetch depth and pinning for this device."""
     requested = data.num_workers
@@ -85,12 +97,10 @@ def loader_settings(data: DataSection, device: torch.device, accum: int) -> Load
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
             raise ConfigError(f"data.num_workers must be 'auto' or a whole number >= 0, got {requested!r}")
         workers, how = requested, "data.num_workers"
-    if not isinstance(data.prefetch_thread, bool):
-        raise ConfigError(f"data.prefetch_thread must be true or false, got {data.prefetch_thread!r}")
     # Each optimizer step takes `accum` micro-batches at once: queue two steps' worth (across the
     # workers, or on the read-ahead thread when there are none).
     prefetch = max(2, math.ceil(2 * accum / workers)) if workers else None
-    thread_depth = 2 * accum if not workers and data.prefetch_thread else 0
+    thread_depth = 2 * accum if not workers and use_thread(data.prefetch_thread, device.type) else 0
     return LoaderSettings(workers, prefetch, device.type == "cuda", workers > 0, how, thread_depth)
 
 
