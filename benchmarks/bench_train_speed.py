@@ -9,12 +9,14 @@ What it measures (the machine and its load are recorded with the figures):
 2. Our loop vs Hugging Face `Trainer` (optim adamw_torch_fused, its default) on the same tiny model,
    data, batch, accumulation, clipping and precision, runs alternated; the median wall time between
    consecutive optimizer-step ends of each. Goal: ours / HF <= 1.0.
-3. Data wait: `data_wait_fraction` of a `deco train` run with the default (auto) workers. Goal < 5%.
+3. Data wait: `data_wait_fraction` of `deco train` runs with the default loading (auto), loading on the
+   training thread, and one worker process, with their step times. Goal < 5% with the default.
 4. AdamW implementations (fused, foreach, per-tensor loop) on the tiny stage-2 parameters and on a
    25M-parameter set: the figures behind train.optimizer=auto.
 5. Peak tensor memory of the loss at vocab 32k (2 x 1024 tokens): plain fp32 cross-entropy vs the
    chunked one, forward + backward, for bf16 and fp32 logits.
 6. (--compile) train.compile=true vs eager on configs/tiny.yaml: loss difference and wall time.
+7. Where the tiny stage-2 step's time goes for MLP-576 and DeCo-144 (clocks around the step's own calls).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def bench_flop_ratio(log: Any) -> dict[str, Any]:
     """deco bench (tiny): DeCo-144 / MLP-576 stage-2 step time vs FLOP ratio."""
     from deco.bench.runner import BenchOptions, run_bench
 
-    data = run_bench(BenchOptions(projectors=["mlp", "deco"], tokens=[144], repeats=7, warmup=1, peer=False),
+    data = run_bench(BenchOptions(projectors=["mlp", "deco"], tokens=[144], repeats=11, warmup=1, peer=False),
                      log=log)
     mlp, deco = data["variants"]
     out = {"settings": data["settings"]["train_step"], "loader": data["loader"]}
@@ -69,7 +71,7 @@ def _config(data: tuple[Path, Path], out: Path, stage1: Path, steps: int, batch:
     return load_config(ROOT / "configs" / "tiny.yaml", _overrides(
         data, out, "train.stage=2", f"train.stage1_checkpoint={stage1}", f"train.max_steps={steps}",
         f"train.global_batch_size={batch * accum}", f"train.per_device_batch_size={batch}", "train.lr=2e-5",
-        "train.log_every=1", "data.num_workers=0"))
+        "train.log_every=1", "data.num_workers=0", "data.prefetch_thread=false"))
 
 
 def ours(cfg: Any) -> float:
@@ -138,33 +140,109 @@ def bench_hf_peer(data: tuple[Path, Path], work: Path, stage1: Path, steps: int,
         got["hf_trainer"].append(hf_trainer(_config(data, work / f"hf{r}", stage1, steps, batch, accum), steps))
     ours_s, hf_s = statistics.median(got["ours"]), statistics.median(got["hf_trainer"])
     return {"setup": f"configs/tiny.yaml stage 2 (projector + LLM), fp32, per-device batch {batch} x {accum} "
-                     f"accumulation, clip 1.0, {steps} steps per run, {rounds} alternated runs each, 0 loader workers",
+                     f"accumulation, clip 1.0, {steps} steps per run, {rounds} alternated runs each, both loading on the training thread (0 workers, no read-ahead "
+                     "thread), so the loops are compared",
             "per_run_step_s": got, "ours_step_s": ours_s, "hf_trainer_step_s": hf_s,
             "ours_over_hf": ours_s / hf_s, "goal_max": 1.0}
 
 
-def bench_data_wait(data: tuple[Path, Path], work: Path, stage1: Path) -> dict[str, Any]:
-    """data_wait_fraction of deco train runs (batch 16, stage 2) with the default (auto) workers and with 1."""
+def bench_data_wait(data: tuple[Path, Path], work: Path, stage1: Path, rounds: int) -> dict[str, Any]:
+    """data_wait_fraction and step time of deco train runs (tiny, stage 2, batch 16) with the default
+    loading (auto), in-process on the training thread, and one worker process; runs alternated."""
     import torch
 
-    from deco.config import load_config
+    from deco.config import DataSection, load_config
     from deco.train import run_training
-    from deco.train.loader import auto_workers, usable_cores
+    from deco.train.loader import auto_workers, loader_settings, usable_cores
     from deco.train.metrics import read_metrics
 
+    setups = {"default": [], "training_thread": ["data.num_workers=0", "data.prefetch_thread=false"],
+              "one_worker": ["data.num_workers=1"]}
     got: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cores": usable_cores(),
                            "auto_workers": auto_workers("cpu", usable_cores(), torch.get_num_threads()),
+                           "default_loading": loader_settings(DataSection(), torch.device("cpu"), 1).describe(),
                            "goal_max": 0.05}
-    for workers in ("auto", 1):
-        out = work / f"wait-{workers}"
-        cfg = load_config(ROOT / "configs" / "tiny.yaml", _overrides(
-            data, out, "train.stage=2", f"train.stage1_checkpoint={stage1}", "train.max_steps=30",
-            "train.global_batch_size=16", "train.per_device_batch_size=16", f"data.num_workers={workers}"))
-        run_training(cfg)
-        records = [r for r in read_metrics(out / "metrics.jsonl") if "data_wait_fraction" in r][3:]
-        got[f"workers_{workers}"] = {"data_wait_fraction_median": statistics.median(r["data_wait_fraction"] for r in records),
-                                     "step_s_median": _step_times([r["time"] for r in records], 0)}
+    runs: dict[str, dict[str, list[float]]] = {name: {"wait": [], "step_s": []} for name in setups}
+    for r in range(rounds):
+        for name, extra in setups.items():
+            out = work / f"wait-{name}-{r}"
+            cfg = load_config(ROOT / "configs" / "tiny.yaml", _overrides(
+                data, out, "train.stage=2", f"train.stage1_checkpoint={stage1}", "train.max_steps=40",
+                "train.global_batch_size=16", "train.per_device_batch_size=16", *extra))
+            run_training(cfg)
+            records = [r for r in read_metrics(out / "metrics.jsonl") if "data_wait_fraction" in r][3:]
+            runs[name]["wait"].append(statistics.median(r["data_wait_fraction"] for r in records))
+            runs[name]["step_s"].append(_step_times([r["time"] for r in records], 0))
+    for name, extra in setups.items():
+        got[name] = {"overrides": extra, "per_run": runs[name],
+                     "data_wait_fraction_median": statistics.median(runs[name]["wait"]),
+                     "step_s_median": statistics.median(runs[name]["step_s"])}
+    got["default_step_over_training_thread"] = got["default"]["step_s_median"] / got["training_thread"]["step_s_median"]
     return got
+
+
+def bench_step_parts(rounds: int) -> dict[str, Any]:
+    """Where deco bench's tiny stage-2 step spends its time, MLP-576 vs DeCo-144: wall clocks around
+    the step's own calls (tower, projector, LLM, loss, backward, clipping, AdamW) while Loop.next_step
+    runs; variants interleaved, medians per part."""
+    import collections
+    import tempfile as tf
+
+    from deco.bench.estimate import vision_geometry
+    from deco.bench.runner import BenchOptions, _recipe, check_options
+    from deco.bench.workload import Workbench, variant_plan
+    from deco.train import accel
+    from deco.train import loop as loop_module
+
+    opts = BenchOptions(projectors=["mlp", "deco"], tokens=[144], peer=False)
+    spec = check_options(opts)
+    wb = Workbench(spec, "cpu", "float32")
+    for key, name, options in variant_plan(spec.projectors, spec.tokens, vision_geometry(spec, None)[1],
+                                           spec.projector_options):
+        wb.add_variant(key, name, options)
+    rig = wb.start_training(_recipe(opts, spec), Path(tf.mkdtemp(prefix="deco-parts-")))
+    rig.start_stage(2, steps=10**6)
+    spent: dict[str, float] = collections.defaultdict(float)
+
+    def clock(owner: Any, attr: str, part: str) -> None:
+        inner = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[part] += time.perf_counter() - start
+
+        setattr(owner, attr, timed)
+
+    clock(wb.tower, "forward", "vision tower forward")
+    clock(wb.llm, "forward", "LLM forward")
+    for v in wb.variants.values():
+        clock(v.model.projector, "forward", "projector forward")
+    clock(loop_module, "summed_token_loss", "loss forward")
+    clock(rig.accelerator, "backward", "backward")
+    clock(accel, "grad_norm_of", "gradient clipping")
+    clock(rig.optimizer, "step", "AdamW step")
+    variants = list(wb.variants.values())
+    for v in variants:
+        for _ in range(3):
+            wb.train_step(v, 2)
+    per: dict[str, dict[str, list[float]]] = {v.key: collections.defaultdict(list) for v in variants}
+    for _ in range(rounds):
+        for v in variants:
+            spent.clear()
+            seconds = wb.train_step(v, 2)
+            waited = wb.data_wait[(v.key, 2)][-1] * seconds
+            for part, x in spent.items():
+                per[v.key][part].append(x)
+            per[v.key]["waiting for data"].append(waited)
+            per[v.key]["the rest (Python, dispatch, bookkeeping)"].append(seconds - sum(spent.values()) - waited)
+            per[v.key]["step"].append(seconds)
+    medians = {key: {part: statistics.median(xs) for part, xs in parts.items()} for key, parts in per.items()}
+    mlp, deco = medians["mlp@576"], medians["deco@144"]
+    return {"settings": rig.describe(), "rounds": rounds, "median_s": medians,
+            "deco_over_mlp": {part: deco[part] / mlp[part] for part in mlp if mlp[part] > 0}}
 
 
 def bench_optimizers(stage1: Path, data: tuple[Path, Path], work: Path) -> dict[str, Any]:
@@ -288,12 +366,14 @@ def main() -> None:
         log("AdamW implementations ...")
         report["adamw_ms_per_step"] = bench_optimizers(stage1, data, work)
         log("data wait with default workers ...")
-        report["data_wait_default_workers"] = bench_data_wait(data, work, stage1)
+        report["data_wait_default_workers"] = bench_data_wait(data, work, stage1, args.rounds)
         log("ours vs HF Trainer ...")
         report["vs_hf_trainer"] = bench_hf_peer(data, work, stage1, args.steps, args.rounds)
         if not args.skip_bench:
             log("deco bench tiny: DeCo-144 vs MLP-576 ...")
             report["deco144_vs_mlp576"] = bench_flop_ratio(log)
+            log("where the stage-2 step's time goes ...")
+            report["step_parts"] = bench_step_parts(20)
         if args.compile:
             log("train.compile ...")
             report["compile"] = bench_compile(data, work)

@@ -118,11 +118,14 @@ def load_optimizer_state(accelerator: Accelerator, model: Any, optimizer: Any, s
     )
 
 
-def grad_norm_of(accelerator: Accelerator, model: Any, max_norm: float) -> float | None:
-    """Clip the gradients (max_norm <= 0: measure only) and return the global norm before clipping.
+def grad_norm_of(accelerator: Accelerator, model: Any, max_norm: float) -> torch.Tensor | None:
+    """Clip the gradients (max_norm <= 0: measure only) and return the global norm before clipping, as a
+    tensor on the device (the caller reads it with the step's other figures, in one host sync).
 
     DeepSpeed clips inside its own step and may not report a norm (None).
     """
     limit = max_norm if max_norm > 0 else float("inf")
     norm = accelerator.clip_grad_norm_(model.parameters(), limit)
-    return None if norm is None else float(norm)
+    if norm is None:
+        return None
+    return norm if isinstance(norm, torch.Tensor) else torch.tensor(float(norm))

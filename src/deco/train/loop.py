@@ -109,15 +109,20 @@ class Loop:
                 del logits
                 acc.backward(summed * scale)
             sums.append(summed.detach().double())
-        # One host sync for the whole step (not one per micro-batch): the summed loss, and which
-        # micro-batches were non-finite (to name their samples if the step stops).
+        # One host sync for the whole step (not one per micro-batch, nor a second for the norm): the
+        # summed loss, the gradient norm, and which micro-batches were non-finite (to name their samples
+        # if the step stops).
         per_micro = torch.stack(sums)  # [accum]
         loss_sum = per_micro.sum()
         loss_sum = acc.reduce(loss_sum, "sum") if acc.num_processes > 1 else loss_sum
-        loss_value, *finite = torch.cat([loss_sum.reshape(1), per_micro.isfinite().double()]).tolist()
+        norm = accel.grad_norm_of(acc, self.model, self.train.max_grad_norm)
+        norm_slot = (norm.detach().double().to(per_micro.device) if norm is not None
+                     else torch.zeros((), dtype=torch.float64, device=per_micro.device))
+        loss_value, norm_value, *finite = torch.cat(
+            [loss_sum.reshape(1), norm_slot.reshape(1), per_micro.isfinite().double()]).tolist()
         bad_ids = [i for batch, ok in zip(micro, finite, strict=True) if not ok for i in batch["sample_ids"]]
         loss = loss_value / max(n_tokens, 1)
-        grad_norm = accel.grad_norm_of(acc, self.model, self.train.max_grad_norm)
+        grad_norm = None if norm is None else norm_value
         # fp16: an inf gradient with a finite loss is the loss scaler's overflow, which it skips itself.
         grad_ok = grad_norm is None or math.isfinite(grad_norm) or (
             self.train.precision == "fp16" and math.isfinite(loss))
