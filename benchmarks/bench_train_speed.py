@@ -58,7 +58,9 @@ def bench_flop_ratio(log: Any) -> dict[str, Any]:
         name = f"train_stage{stage}"
         t = deco["time_s"][name]["median"] / mlp["time_s"][name]["median"]
         f = deco["flops"][name]["total"] / mlp["flops"][name]["total"]
-        out[name] = {"time_ratio": t, "flop_ratio": f, "time_over_flop_ratio": t / f,
+        parts = {c: deco["flops"][name][c] / mlp["flops"][name][c] for c in ("vision_tower", "projector", "llm")}
+        out[name] = {"time_ratio": t, "flop_ratio": f, "time_over_flop_ratio": t / f, "flop_ratio_by_component": parts,
+                     "gflops": {"mlp576": mlp["flops"][name]["total"] / 1e9, "deco144": deco["flops"][name]["total"] / 1e9},
                      "mlp576_s": mlp["time_s"][name]["median"], "deco144_s": deco["time_s"][name]["median"],
                      "mlp576_iqr_s": mlp["time_s"][name]["iqr"], "deco144_iqr_s": deco["time_s"][name]["iqr"]}
     out["goal_time_over_flop_ratio_max"] = 1.10
@@ -335,6 +337,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=25, help="steps per run of the HF Trainer comparison")
     parser.add_argument("--rounds", type=int, default=2, help="alternated runs of ours and HF's")
+    parser.add_argument("--wait-rounds", type=int, default=4, help="alternated runs of each loading setup")
     parser.add_argument("--compile", action="store_true", help="also time train.compile (slow on CPUs)")
     parser.add_argument("--skip-bench", action="store_true", help="leave out the deco bench FLOP-ratio part")
     parser.add_argument("--out", type=Path, default=None)
@@ -366,7 +369,7 @@ def main() -> None:
         log("AdamW implementations ...")
         report["adamw_ms_per_step"] = bench_optimizers(stage1, data, work)
         log("data wait with default workers ...")
-        report["data_wait_default_workers"] = bench_data_wait(data, work, stage1, args.rounds)
+        report["data_wait_default_workers"] = bench_data_wait(data, work, stage1, args.wait_rounds)
         log("ours vs HF Trainer ...")
         report["vs_hf_trainer"] = bench_hf_peer(data, work, stage1, args.steps, args.rounds)
         if not args.skip_bench:
