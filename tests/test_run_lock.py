@@ -82,3 +82,31 @@ def test_lock_is_exclusive_and_released(tmp_path):
     assert again.stale is None  # released cleanly: nothing stale
     again.release()
     assert not path.exists()
+
+
+def test_a_forked_child_that_outlives_the_holder_does_not_keep_the_lock(tmp_path):
+    # A DataLoader worker is a forked child: if the training process is killed, the worker may live on
+    # for seconds. Its inherited copy of the lock must not keep the run locked.
+    path = tmp_path / LOCK_NAME
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import os, sys, time
+from deco.runlock import FileLock
+lock = FileLock({str(path)!r}, "run").acquire()
+if os.fork() == 0:  # the child: stays alive after the parent dies, as an orphaned worker would
+    time.sleep(30)
+    os._exit(0)
+print("locked", flush=True)
+time.sleep(30)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked):
+            FileLock(path, "run").acquire()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        lock = FileLock(path, "run").acquire()  # the child is still alive; the lock is free
+        assert lock.stale is not None and lock.stale["pid"] == holder.pid
+        lock.release()
+    finally:
+        holder.kill()
+        subprocess.run(["pkill", "-f", str(path)], check=False)

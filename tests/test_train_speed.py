@@ -58,11 +58,12 @@ def test_auto_workers_rule():
     assert auto_workers("cuda", cores=16, threads=16) == 8
     assert auto_workers("cuda", cores=16, threads=16, processes=4) == 3
     assert auto_workers("cuda", cores=2, threads=2) == 1
-    # CPU: only cores the compute threads leave free; a one-thread process (the demo's jobs) loads in-process.
+    # CPU: the cores the compute threads leave free (deco's commands default to one thread).
     assert auto_workers("cpu", cores=2, threads=2) == 0
-    assert auto_workers("cpu", cores=2, threads=1) == 0
+    assert auto_workers("cpu", cores=2, threads=1) == 1
     assert auto_workers("cpu", cores=16, threads=8) == 8
     assert auto_workers("cpu", cores=8, threads=4, processes=2) == 0
+    assert auto_workers("cpu", cores=64, threads=1) == 8
 
 
 def test_loader_settings_pin_on_cuda_prefetch_two_steps_and_refuse_bad_counts():

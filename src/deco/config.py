@@ -103,11 +103,11 @@ class DataSection:
     allow_multi_image: bool = False
     group_by_modality_length: bool = False
     # DataLoader worker processes; "auto": from the cores this process may use and its torch threads
-    # (deco.train.loader.auto_workers; 0 for a one-thread process sharing the machine, as the demo's jobs).
+    # (deco.train.loader.auto_workers: on a CPU, the cores the threads leave free).
     num_workers: int | Literal["auto"] = "auto"
     # With 0 workers: read the next two optimizer steps' micro-batches on a background thread while
     # the step computes (deco.train.prefetch); false loads each micro-batch on the training thread;
-    # "auto": the thread, except in a one-thread CPU process sharing the machine (the demo's jobs).
+    # "auto": the thread on CUDA only (on a CPU it slowed the step: deco.train.loader.use_thread).
     prefetch_thread: bool | Literal["auto"] = "auto"
 
 

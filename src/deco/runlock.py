@@ -23,6 +23,21 @@ from deco.errors import DecoError
 
 LOCK_NAME = ".deco.lock"
 
+# Descriptors of the locks this process holds. A forked child (a DataLoader worker) inherits them, and
+# flock belongs to the shared open file, so a child outliving its killed parent would keep the run
+# locked; children close their copies at once (closing, not unlocking: the parent keeps its lock).
+_HELD: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
 
 class RunLocked(DecoError):
     """Another live process holds the lock of this run directory or output file."""
@@ -51,6 +66,7 @@ class FileLock:
     def __init__(self, path: str | Path, what: str, command: str = "") -> None:
         self.path, self.what, self.command = Path(path), what, command
         self._fd: int | None = None
+        self._owner: int | None = None
         self.stale: dict[str, Any] | None = None  # the dead holder found on acquire, if any
 
     def acquire(self) -> FileLock:
@@ -83,7 +99,8 @@ class FileLock:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, (json.dumps(info) + "\n").encode("utf-8"))
-        self._fd = fd
+        self._fd, self._owner = fd, os.getpid()
+        _HELD.add(fd)
         return self
 
     def stale_message(self) -> str | None:
@@ -95,10 +112,11 @@ class FileLock:
 
     def release(self) -> None:
         """Delete the file and drop the lock (deleting first, so a waiter never locks a dead file)."""
-        if self._fd is None:
+        if self._fd is None or self._owner != os.getpid():  # a forked child's copy owns nothing
             return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        _HELD.discard(self._fd)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None

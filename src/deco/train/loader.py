@@ -20,6 +20,7 @@ from deco.config import DataSection
 from deco.errors import ConfigError
 from deco.train.batches import BatchPlan, StepBatchSampler
 from deco.train.prefetch import PrefetchedLoader
+from deco.train.wire import ReceivedBatches, SendSmallByValue
 
 # More workers than this rarely help one process (JPEG decode + resize is ~14 ms per sample on one
 # core, so 8 workers feed ~570 samples/s) and each holds a copy of the dataset's index.
@@ -39,15 +40,14 @@ def auto_workers(device_type: str, cores: int, threads: int, processes: int = 1)
 
     - GPU: the GPU computes, so the host's cores (shared by the `processes` local ranks) decode data;
       one stays with the training process itself.
-    - CPU: the cores left over by torch's compute threads. A process limited to one torch thread is
-      taken to be one of several sharing the machine (the demo's jobs, OMP_NUM_THREADS=1 runs), whose
-      caller gave it one core: it loads in-process rather than take another job's core.
+    - CPU: the cores torch's compute threads leave free (deco's commands default to one thread, so on
+      2 cores one worker: 0.064 s per tiny step against 0.072 s loading in-process). None when the
+      threads take every core: a worker then only takes compute from the step. Callers that run several
+      jobs side by side (the demo) pass data.num_workers 0 themselves.
     """
     share = max(1, cores // max(1, processes))
     if device_type == "cuda":
         return max(1, min(MAX_WORKERS, share - 1))
-    if threads <= 1:
-        return 0
     return max(0, min(MAX_WORKERS, share - threads))
 
 
@@ -60,6 +60,9 @@ class LoaderSettings:
     pin_memory: bool
     persistent_workers: bool
     how: str
+    # Workers send tensors up to wire.BY_VALUE_MAX_BYTES by value (CPU; on CUDA all go through shared
+    # memory, where the loader pins them).
+    small_by_value: bool = False
     # With no workers: micro-batches read ahead on a background thread (0: on the training thread).
     thread_depth: int = 0
 
@@ -73,13 +76,13 @@ class LoaderSettings:
                 f"batches each, pin_memory {self.pin_memory}")
 
 
-def use_thread(setting: bool | str, device_type: str, threads: int | None = None) -> bool:
-    """data.prefetch_thread: true, false, or auto. Auto reads ahead on a thread except in a CPU process
-    limited to one torch thread, taken (as by auto_workers) to share the machine with other jobs, where
-    a second thread would only time-slice its own core."""
+def use_thread(setting: bool | str, device_type: str) -> bool:
+    """data.prefetch_thread: true, false, or auto. Auto reads ahead on a thread on CUDA, where the
+    training thread mostly waits for kernels; not on a CPU, where the thread competes with the step for
+    the GIL and the cores (on the 2-core VM, 1.20x slower steps at 2 torch threads, 1.05x at 1, than
+    loading on the training thread: benchmarks/results/train_speed_cpu.json)."""
     if setting == "auto":
-        threads = torch.get_num_threads() if threads is None else threads
-        return device_type != "cpu" or threads > 1
+        return device_type == "cuda"
     if not isinstance(setting, bool):
         raise ConfigError(f"data.prefetch_thread must be true, false or 'auto', got {setting!r}")
     return setting
@@ -101,7 +104,8 @@ def loader_settings(data: DataSection, device: torch.device, accum: int) -> Load
     # workers, or on the read-ahead thread when there are none).
     prefetch = max(2, math.ceil(2 * accum / workers)) if workers else None
     thread_depth = 2 * accum if not workers and use_thread(data.prefetch_thread, device.type) else 0
-    return LoaderSettings(workers, prefetch, device.type == "cuda", workers > 0, how, thread_depth)
+    cuda = device.type == "cuda"
+    return LoaderSettings(workers, prefetch, cuda, workers > 0, how, workers > 0 and not cuda, thread_depth)
 
 
 def build_loader(
@@ -109,11 +113,12 @@ def build_loader(
     collate: Callable[[list[Any]], dict[str, Any]], settings: LoaderSettings, seed: int,
 ) -> Iterable[dict[str, Any]]:
     """This rank's micro-batches from (epoch, step_in_epoch) for num_steps optimizer steps: the
-    DataLoader, or with no workers and a thread depth, the DataLoader read ahead on a thread."""
+    DataLoader (its workers sending small tensors by value on a CPU), or with no workers and a thread
+    depth, the DataLoader read ahead on a thread."""
     loader = DataLoader(
         dataset,
         batch_sampler=StepBatchSampler(plan, rank, epoch, step_in_epoch, num_steps),
-        collate_fn=collate,
+        collate_fn=SendSmallByValue(collate) if settings.small_by_value else collate,
         num_workers=settings.num_workers,
         prefetch_factor=settings.prefetch_factor,
         persistent_workers=settings.persistent_workers,
@@ -121,4 +126,6 @@ def build_loader(
         # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
         generator=torch.Generator().manual_seed(seed),
     )
+    if settings.small_by_value:
+        return ReceivedBatches(loader)
     return PrefetchedLoader(loader, settings.thread_depth) if settings.thread_depth else loader

@@ -76,6 +76,10 @@ def stage_config(
             "image_folder": str(assets.images),
             "template": "plain" if stage == 1 else "vicuna_v1",
             "max_length": 2048,
+            # The jobs fill the cores, one torch thread each: a loader worker or thread would only
+            # take another job's core.
+            "num_workers": 0,
+            "prefetch_thread": False,
         },
         "train": {
             "stage": stage,
