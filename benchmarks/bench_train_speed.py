@@ -9,8 +9,9 @@ What it measures (the machine and its load are recorded with the figures):
 2. Our loop vs Hugging Face `Trainer` (optim adamw_torch_fused, its default) on the same tiny model,
    data, batch, accumulation, clipping and precision, runs alternated; the median wall time between
    consecutive optimizer-step ends of each. Goal: ours / HF <= 1.0.
-3. Data wait: `data_wait_fraction` of `deco train` runs with the default loading (auto), loading on the
-   training thread, and one worker process, with their step times. Goal < 5% with the default.
+3. Data wait: `data_wait_fraction` and step time of `deco train` runs with the default loading (auto)
+   at deco's default thread count (1) and at one thread per core, against loading on the training
+   thread, one worker process and the read-ahead thread. Goal < 5% with the default.
 4. AdamW implementations (fused, foreach, per-tensor loop) on the tiny stage-2 parameters and on a
    25M-parameter set: the figures behind train.optimizer=auto.
 5. Peak tensor memory of the loss at vocab 32k (2 x 1024 tokens): plain fp32 cross-entropy vs the
@@ -150,36 +151,49 @@ def bench_hf_peer(data: tuple[Path, Path], work: Path, stage1: Path, steps: int,
 
 def bench_data_wait(data: tuple[Path, Path], work: Path, stage1: Path, rounds: int) -> dict[str, Any]:
     """data_wait_fraction and step time of deco train runs (tiny, stage 2, batch 16) with the default
-    loading (auto), in-process on the training thread, and one worker process; runs alternated."""
+    loading (auto) at deco's default thread count and at one thread per core, against the other ways
+    to load (on the training thread, one worker, the read-ahead thread); runs alternated."""
     import torch
 
     from deco.config import DataSection, load_config
+    from deco.threads import DEFAULT_THREADS
     from deco.train import run_training
     from deco.train.loader import auto_workers, loader_settings, usable_cores
     from deco.train.metrics import read_metrics
 
-    setups = {"default": [], "training_thread": ["data.num_workers=0", "data.prefetch_thread=false"],
-              "one_worker": ["data.num_workers=1"]}
-    got: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cores": usable_cores(),
-                           "auto_workers": auto_workers("cpu", usable_cores(), torch.get_num_threads()),
-                           "default_loading": loader_settings(DataSection(), torch.device("cpu"), 1).describe(),
-                           "goal_max": 0.05}
+    cores = usable_cores()
+    on_thread = ["data.num_workers=0", "data.prefetch_thread=false"]
+    setups: dict[str, tuple[int, list[str]]] = {}
+    for threads in dict.fromkeys((DEFAULT_THREADS, cores)):
+        setups[f"default@{threads}t"] = (threads, [])
+        setups[f"training_thread@{threads}t"] = (threads, on_thread)
+        setups[f"read_ahead_thread@{threads}t"] = (threads, ["data.num_workers=0", "data.prefetch_thread=true"])
+        setups[f"one_worker@{threads}t"] = (threads, ["data.num_workers=1"])
+    got: dict[str, Any] = {"cores": cores, "deco_default_threads": DEFAULT_THREADS, "goal_max": 0.05,
+                           "setups": {name: extra for name, (_, extra) in setups.items()}}
     runs: dict[str, dict[str, list[float]]] = {name: {"wait": [], "step_s": []} for name in setups}
-    for r in range(rounds):
-        for name, extra in setups.items():
-            out = work / f"wait-{name}-{r}"
-            cfg = load_config(ROOT / "configs" / "tiny.yaml", _overrides(
-                data, out, "train.stage=2", f"train.stage1_checkpoint={stage1}", "train.max_steps=40",
-                "train.global_batch_size=16", "train.per_device_batch_size=16", *extra))
-            run_training(cfg)
-            records = [r for r in read_metrics(out / "metrics.jsonl") if "data_wait_fraction" in r][3:]
-            runs[name]["wait"].append(statistics.median(r["data_wait_fraction"] for r in records))
-            runs[name]["step_s"].append(_step_times([r["time"] for r in records], 0))
-    for name, extra in setups.items():
-        got[name] = {"overrides": extra, "per_run": runs[name],
-                     "data_wait_fraction_median": statistics.median(runs[name]["wait"]),
+    before = torch.get_num_threads()
+    try:
+        for r in range(rounds):
+            for name, (threads, extra) in setups.items():
+                torch.set_num_threads(threads)
+                out = work / f"wait-{name}-{r}"
+                cfg = load_config(ROOT / "configs" / "tiny.yaml", _overrides(
+                    data, out, "train.stage=2", f"train.stage1_checkpoint={stage1}", "train.max_steps=60",
+                    "train.global_batch_size=16", "train.per_device_batch_size=16", *extra))
+                run_training(cfg)
+                records = [r for r in read_metrics(out / "metrics.jsonl") if "data_wait_fraction" in r][3:]
+                runs[name]["wait"].append(statistics.median(r["data_wait_fraction"] for r in records))
+                runs[name]["step_s"].append(_step_times([r["time"] for r in records], 0))
+        for threads in dict.fromkeys((DEFAULT_THREADS, cores)):
+            torch.set_num_threads(threads)
+            got[f"default_loading@{threads}t"] = loader_settings(DataSection(), torch.device("cpu"), 1).describe()
+            got[f"auto_workers@{threads}t"] = auto_workers("cpu", cores, threads)
+    finally:
+        torch.set_num_threads(before)
+    for name in setups:
+        got[name] = {"per_run": runs[name], "data_wait_fraction_median": statistics.median(runs[name]["wait"]),
                      "step_s_median": statistics.median(runs[name]["step_s"])}
-    got["default_step_over_training_thread"] = got["default"]["step_s_median"] / got["training_thread"]["step_s_median"]
     return got
 
 
