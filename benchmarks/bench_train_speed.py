@@ -17,7 +17,8 @@ What it measures (the machine and its load are recorded with the figures):
 5. Peak tensor memory of the loss at vocab 32k (2 x 1024 tokens): plain fp32 cross-entropy vs the
    chunked one, forward + backward, for bf16 and fp32 logits.
 6. (--compile) train.compile=true vs eager on configs/tiny.yaml: loss difference and wall time.
-7. Where the tiny stage-2 step's time goes for MLP-576 and DeCo-144 (clocks around the step's own calls).
+7. A worker's hand-off: next() on a ready batch with small tensors by value vs all in shared memory.
+8. Where the tiny stage-2 step's time goes for MLP-576 and DeCo-144 (clocks around the step's own calls).
 """
 
 from __future__ import annotations
@@ -195,6 +196,42 @@ def bench_data_wait(data: tuple[Path, Path], work: Path, stage1: Path, rounds: i
         got[name] = {"per_run": runs[name], "data_wait_fraction_median": statistics.median(runs[name]["wait"]),
                      "step_s_median": statistics.median(runs[name]["step_s"])}
     return got
+
+
+def bench_worker_handoff(data: tuple[Path, Path], work: Path) -> dict[str, Any]:
+    """ms per next() on a batch a worker already has ready (tiny data, batch 16), small tensors sent by
+    value vs every tensor through shared memory (one file descriptor each)."""
+    import dataclasses
+
+    import torch
+
+    from deco.config import DataSection, load_config
+    from deco.data import DataCollator
+    from deco.train.batches import BatchPlan
+    from deco.train.loader import build_loader, loader_settings
+    from deco.train.setup import build_dataset, model_for_stage
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", _overrides(data, work / "handoff"))
+    model, _ = model_for_stage(cfg)
+    dataset = build_dataset(cfg, model)
+    collate = DataCollator.from_processor(model.processor())
+    plan = BatchPlan(len(dataset), 16, 16, 1, 0)
+    base = loader_settings(DataSection(num_workers=1), torch.device("cpu"), 1)
+    out: dict[str, Any] = {"setup": "1 worker, batch 16 of configs/tiny.yaml's toy data; 60 ms pause before each "
+                                    "next() so the worker is ahead; median of 30"}
+    for name, by_value in (("small_by_value", True), ("all_shared_memory", False)):
+        batches = iter(build_loader(dataset, plan, 0, 0, 0, 100, collate,
+                                    dataclasses.replace(base, small_by_value=by_value), 0))
+        next(batches)
+        waits = []
+        for _ in range(30):
+            time.sleep(0.06)
+            start = time.perf_counter()
+            next(batches)
+            waits.append(time.perf_counter() - start)
+        out[name + "_ms"] = statistics.median(waits) * 1e3
+        del batches
+    return out
 
 
 def bench_step_parts(rounds: int) -> dict[str, Any]:
@@ -384,6 +421,8 @@ def main() -> None:
         report["adamw_ms_per_step"] = bench_optimizers(stage1, data, work)
         log("data wait with default workers ...")
         report["data_wait_default_workers"] = bench_data_wait(data, work, stage1, args.wait_rounds)
+        log("worker hand-off ...")
+        report["worker_handoff"] = bench_worker_handoff(data, work)
         log("ours vs HF Trainer ...")
         report["vs_hf_trainer"] = bench_hf_peer(data, work, stage1, args.steps, args.rounds)
         if not args.skip_bench:
