@@ -1,10 +1,10 @@
 """Batches across the worker-process boundary: small tensors by value, large ones in shared memory.
 
 A DataLoader worker hands each tensor of a batch to the training process through shared memory, which
-on Linux passes a file descriptor per tensor over a socket: about 1 ms each on the 2-core VM, so a
-batch of token ids, labels, attention mask and pixels waited ~3.9 ms in `next()` even with the worker
+on Linux passes a file descriptor per tensor over a socket: 0.5-1 ms each on the 2-core VM, so a
+batch of token ids, labels, attention mask and pixels waited 2-4 ms in `next()` even with the worker
 far ahead, 6-7% of a tiny-model step. Small arrays are cheaper to copy through the queue's pipe
-(1.9 ms for the same batch). Large ones (a batch of 336 px images is ~20 MB) stay in shared memory,
+(about half the time for the same batch: `worker_handoff` in benchmarks/results/train_speed_cpu.json). Large ones (a batch of 336 px images is ~20 MB) stay in shared memory,
 and on CUDA every tensor does, so the loader can pin it for non-blocking copies.
 """
 
