@@ -5,7 +5,8 @@
 
 What it measures (the machine and its load are recorded with the figures):
 1. DeCo-144 vs MLP-576 stage-2 step time against their FLOP ratio: `deco bench` at the tiny size, which
-   times deco train's own step (Loop.next_step) fed by deco train's DataLoader. Goal: <= 1.10 x FLOPs.
+   times deco train's own step (Loop.next_step) fed by deco train's DataLoader, at deco's default
+   thread count (1) and at the process's (one per core). Goal: <= 1.10 x FLOPs.
 2. Our loop vs Hugging Face `Trainer` (optim adamw_torch_fused, its default) on the same tiny model,
    data, batch, accumulation, clipping and precision, runs alternated; the median wall time between
    consecutive optimizer-step ends of each. Goal: ours / HF <= 1.0.
@@ -48,14 +49,14 @@ def _step_times(stamps: list[float], skip: int) -> float:
     return statistics.median(gaps)
 
 
-def bench_flop_ratio(log: Any) -> dict[str, Any]:
-    """deco bench (tiny): DeCo-144 / MLP-576 stage-2 step time vs FLOP ratio."""
+def bench_flop_ratio(log: Any, threads: int) -> dict[str, Any]:
+    """deco bench (tiny) at `threads` torch threads: DeCo-144 / MLP-576 step time vs FLOP ratio."""
     from deco.bench.runner import BenchOptions, run_bench
 
-    data = run_bench(BenchOptions(projectors=["mlp", "deco"], tokens=[144], repeats=11, warmup=1, peer=False),
-                     log=log)
+    data = run_bench(BenchOptions(projectors=["mlp", "deco"], tokens=[144], repeats=11, warmup=1, peer=False,
+                                  threads=threads), log=log)
     mlp, deco = data["variants"]
-    out = {"settings": data["settings"]["train_step"], "loader": data["loader"]}
+    out = {"torch_threads": threads, "settings": data["settings"]["train_step"], "loader": data["loader"]}
     for stage in (1, 2):
         name = f"train_stage{stage}"
         t = deco["time_s"][name]["median"] / mlp["time_s"][name]["median"]
@@ -426,8 +427,11 @@ def main() -> None:
         log("ours vs HF Trainer ...")
         report["vs_hf_trainer"] = bench_hf_peer(data, work, stage1, args.steps, args.rounds)
         if not args.skip_bench:
-            log("deco bench tiny: DeCo-144 vs MLP-576 ...")
-            report["deco144_vs_mlp576"] = bench_flop_ratio(log)
+            from deco.threads import DEFAULT_THREADS
+
+            for threads in dict.fromkeys((DEFAULT_THREADS, torch.get_num_threads())):
+                log(f"deco bench tiny at {threads} thread(s): DeCo-144 vs MLP-576 ...")
+                report[f"deco144_vs_mlp576@{threads}t"] = bench_flop_ratio(log, threads)
             log("where the stage-2 step's time goes ...")
             report["step_parts"] = bench_step_parts(20)
         if args.compile:
