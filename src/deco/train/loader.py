@@ -41,7 +41,7 @@ def auto_workers(device_type: str, cores: int, threads: int, processes: int = 1)
     - GPU: the GPU computes, so the host's cores (shared by the `processes` local ranks) decode data;
       one stays with the training process itself.
     - CPU: the cores torch's compute threads leave free (deco's commands default to one thread, so on
-      2 cores one worker: 0.033 s per tiny step against 0.043 s loading in-process). None when the
+      2 cores one worker: 0.052 s per tiny step against 0.062 s loading in-process). None when the
       threads take every core: a worker then only takes compute from the step. Callers that run several
       jobs side by side (the demo) pass data.num_workers 0 themselves.
     """
@@ -80,8 +80,8 @@ def use_thread(setting: bool | str, device_type: str) -> bool:
     """data.prefetch_thread: true, false, or auto. Auto reads ahead on a thread on CUDA, where the
     training thread mostly waits for kernels; not on a CPU, where the thread competes with the step for
     the GIL and the cores: on the 2-core VM it was no faster than loading on the training thread at a
-    thread per core (1.02x and 1.20x slower steps in two records), and where a core is free a worker
-    process is faster (benchmarks/results/train_speed_cpu.json)."""
+    thread per core (1.02-1.20x slower steps in three runs), and where a core is free a worker process
+    is faster (benchmarks/results/train_speed_cpu.json)."""
     if setting == "auto":
         return device_type == "cuda"
     if not isinstance(setting, bool):
