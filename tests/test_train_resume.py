@@ -40,6 +40,28 @@ main()
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of `pid` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _overrides(data, out):
     train_file, images = data
     return [f"data.train_file={train_file}", f"data.image_folder={images}", f"train.output_dir={out}",
@@ -55,7 +77,7 @@ def test_sigkill_during_a_checkpoint_save_then_resume_gives_identical_losses(lla
     script, flag = tmp_path / "pausing_cli.py", tmp_path / "paused.flag"
     script.write_text(PAUSING_CLI)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # as torch_one_thread
-    args = ["train", "configs/tiny.yaml", *_overrides(llava_data, run)]
+    args = ["train", "configs/tiny.yaml", *_overrides(llava_data, run), "data.num_workers=1"]
     proc = subprocess.Popen([sys.executable, str(script), str(flag), "4", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -63,9 +85,16 @@ def test_sigkill_during_a_checkpoint_save_then_resume_gives_identical_losses(lla
         assert proc.poll() is None, proc.stdout.read().decode()
         assert time.monotonic() < deadline, "the run never reached the checkpoint at step 4"
         time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert workers, "the run should load with its worker process"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
+    # Its loader workers die with it, rather than linger holding the run's files (lock, stdout).
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)
 
     # Killed half-way through writing checkpoint-4: the latest checkpoint is still the complete step 2.
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]

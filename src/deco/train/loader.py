@@ -7,8 +7,12 @@ step trains on, and a resumed run may use another count than the run it continue
 
 from __future__ import annotations
 
+import ctypes
 import math
+import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +55,23 @@ def auto_workers(device_type: str, cores: int, threads: int, processes: int = 1)
     return max(0, min(MAX_WORKERS, share - threads))
 
 
+def die_with_parent(worker_id: int) -> None:
+    """worker_init_fn: on Linux, the kernel kills this worker when the training process dies.
+
+    Without it, a worker of a killed run (SIGKILL, OOM) lives on: torch's watchdog ends its loop,
+    but exiting joins the queue's feeder thread, which blocks forever on a pipe nobody reads once a
+    batch larger than the pipe is in flight. The orphan then holds the run's inherited files (its
+    lock, the caller's stdout) indefinitely.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1  # from <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # died before the line above took effect
+        os._exit(1)
+
+
 @dataclass
 class LoaderSettings:
     """What the loader was built with (logged, and printed by `deco bench`)."""
@@ -60,8 +81,8 @@ class LoaderSettings:
     pin_memory: bool
     persistent_workers: bool
     how: str
-    # Workers send tensors up to wire.BY_VALUE_MAX_BYTES by value (CPU; on CUDA all go through shared
-    # memory, where the loader pins them).
+    # Workers send tensors up to wire.BY_VALUE_MAX_BYTES by value (CPU on Linux, where workers die with
+    # their parent; on CUDA all go through shared memory, where the loader pins them).
     small_by_value: bool = False
     # With no workers: micro-batches read ahead on a background thread (0: on the training thread).
     thread_depth: int = 0
@@ -106,7 +127,8 @@ def loader_settings(data: DataSection, device: torch.device, accum: int) -> Load
     prefetch = max(2, math.ceil(2 * accum / workers)) if workers else None
     thread_depth = 2 * accum if not workers and use_thread(data.prefetch_thread, device.type) else 0
     cuda = device.type == "cuda"
-    return LoaderSettings(workers, prefetch, cuda, workers > 0, how, workers > 0 and not cuda, thread_depth)
+    by_value = workers > 0 and not cuda and sys.platform.startswith("linux")
+    return LoaderSettings(workers, prefetch, cuda, workers > 0, how, by_value, thread_depth)
 
 
 def build_loader(
@@ -124,6 +146,7 @@ def build_loader(
         prefetch_factor=settings.prefetch_factor,
         persistent_workers=settings.persistent_workers,
         pin_memory=settings.pin_memory,
+        worker_init_fn=die_with_parent if settings.num_workers else None,
         # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
         generator=torch.Generator().manual_seed(seed),
     )
