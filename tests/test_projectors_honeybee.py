@@ -85,7 +85,7 @@ def test_bad_options_raise_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match="num_input_tokens"):
         make_projector_config(name, {"num_input_tokens": 577})
     with pytest.raises(ConfigError, match="depth|num_layers"):
-        make_projector_config(name, {"depth": 0} if name == "cabstractor" else {"num_layers": 0})
+        make_projector_config(name, {"depth": -1} if name == "cabstractor" else {"num_layers": 0})
 
 
 def test_dabstractor_rejects_bad_dropout_and_head_split() -> None:

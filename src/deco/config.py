@@ -149,6 +149,9 @@ class TrainSection:
     gradient_checkpointing: bool = False
     train_vision: bool = False
     log_every: int = 1
+    # Every N optimizer steps, per-block gradient norms and weight/activation scales of the projector to
+    # diagnostics.jsonl (deco.train.diagnostics); 0 = off. Reads only: the trajectory is unchanged.
+    diagnostics_every: int = 0
     # Experiment trackers that get metrics.jsonl's records and the config (accelerate's: tensorboard,
     # wandb, mlflow, ...); offline unless configured otherwise (deco.train.tracking).
     report_to: list[str] = field(default_factory=list)

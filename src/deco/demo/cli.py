@@ -35,6 +35,14 @@ def demo_command(
         bool, typer.Option("--sweep", help="Learning-rate sweep: each projector at each sweep.lrs value, scored on "
                                            "the validation split; prints the train.projector_lrs to use.")
     ] = False,
+    ladder: Annotated[
+        bool, typer.Option("--ladder", help="From DeCo to the C-/D-Abstractor one change at a time (ladder.rungs), each "
+                                            "at ladder.seeds seeds (or --seeds); writes ladder.md with gradient and "
+                                            "activation diagnostics.")
+    ] = False,
+    rungs: Annotated[
+        str | None, typer.Option(help="With --ladder: comma-separated rungs to run, e.g. deco,cabs-d0 (default: all).")
+    ] = None,
     video: Annotated[
         bool, typer.Option("--video", help="The temporal-pooling experiment on synthetic videos instead (the same runner, "
                                            "settings schema, cache and report; configs/demo-video.yaml).")
@@ -54,7 +62,8 @@ def demo_command(
     names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
     run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, video=video, long=long, seed=seed, seeds=seeds,
                          projectors=names, steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
-                         config=config, keep_checkpoints=keep_checkpoints, sweep=sweep))
+                         config=config, keep_checkpoints=keep_checkpoints, sweep=sweep,
+                         ladder=ladder, rungs=[r.strip() for r in rungs.split(",") if r.strip()] if rungs else None))
 
 
 def register(app: typer.Typer) -> None:

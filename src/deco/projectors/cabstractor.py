@@ -136,6 +136,8 @@ class CAbstractorConfig(ProjectorConfig):
     """Honeybee defaults: 144 queries (12x12), RegNet depth 3, MLP depth 2, pos-emb for 576 patches.
 
     `hidden_size` None means the vision width (Honeybee's fixed 1024 equals CLIP-L's width).
+    `depth` 0 is Honeybee's own degenerate case (`build_net`): no RegNet stages, the pooling then the SiLU
+    MLP from the vision width (`hidden_size` unused), i.e. DeCo with SiLU and Honeybee's initialisation.
     `grid` may be non-square; `num_queries` must be a perfect square. Give either, or both agreeing.
     """
 
@@ -151,7 +153,8 @@ class CAbstractorConfig(ProjectorConfig):
         self.num_queries, self.grid = resolve_query_grid(self.num_queries, self.grid)
 
     def validate(self) -> None:
-        require_positive("depth", self.depth)
+        if not isinstance(self.depth, int) or self.depth < 0:
+            raise ConfigError(f"projector option 'depth' must be an integer >= 0 (0: pooling + MLP), got {self.depth!r}")
         require_positive("mlp_depth", self.mlp_depth)
         if self.hidden_size is not None:
             require_positive("hidden_size", self.hidden_size)
@@ -174,7 +177,9 @@ class CAbstractor(Projector):
         self.pos_emb = (
             nn.Parameter(torch.zeros(1, config.num_input_tokens, vision_width)) if config.pos_emb else None
         )
-        self.stage1 = reg_stage(config.depth, vision_width, hidden)
+        if config.depth == 0:  # Honeybee build_net: net = the sampler alone, readout from the encoder width
+            hidden = vision_width
+        self.stage1 = reg_stage(config.depth, vision_width, hidden)  # empty Sequential (identity) at depth 0
         self.stage2 = reg_stage(config.depth, hidden, hidden)
         self.readout = make_mlp(hidden, llm_width, config.mlp_depth, "silu")
         init_normal_(self)  # Honeybee _init_weights: N(0, 0.02) convs/linears, zero bias, unit LN

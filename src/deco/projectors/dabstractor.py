@@ -56,11 +56,14 @@ class QuerySelfAttention(nn.Module):
 class DeformableDecoderLayer(nn.Module):
     """Post-LN: x = LN(x + SA(x, pos)); x = LN(x + DeformCA(x + pos)); x = LN(x + FFN(x))."""
 
-    def __init__(self, width: int, heads: int, points: int, ffn_width: int, dropout: float) -> None:
+    def __init__(
+        self, width: int, heads: int, points: int, ffn_width: int, dropout: float, learn_offsets: bool = True
+    ) -> None:
         super().__init__()
         self.self_attn = QuerySelfAttention(width, heads)
         self.self_attn_norm = nn.LayerNorm(width)
-        self.cross_attn = MultiScaleDeformableAttention(width, heads=heads, levels=1, points=points)
+        self.cross_attn = MultiScaleDeformableAttention(width, heads=heads, levels=1, points=points,
+                                                        learn_offsets=learn_offsets)
         self.cross_attn_norm = nn.LayerNorm(width)
         self.ffn = nn.Sequential(nn.Linear(width, ffn_width), nn.ReLU(), nn.Linear(ffn_width, width))
         self.ffn_norm = nn.LayerNorm(width)
@@ -92,7 +95,8 @@ class DAbstractorConfig(ProjectorConfig):
     """Honeybee / Deformable-DETR defaults: 144 queries, 6 layers, 8 heads, 4 points, FFN 1024, dropout 0.1.
 
     `hidden_size` None means d_model = vision width (Honeybee); otherwise a Linear input projection
-    is added, as Honeybee does when the widths differ.
+    is added, as Honeybee does when the widths differ. `learn_offsets` False (an ablation, not Honeybee)
+    keeps every layer's sampling offsets at Deformable-DETR's initial radial pattern.
     """
 
     num_queries: int | None = None
@@ -105,6 +109,7 @@ class DAbstractorConfig(ProjectorConfig):
     hidden_size: int | None = None
     num_input_tokens: int = 576
     pos_emb: bool = True
+    learn_offsets: bool = True
 
     def __post_init__(self) -> None:
         self.num_queries, self.grid = resolve_query_grid(self.num_queries, self.grid)
@@ -138,7 +143,7 @@ class DAbstractor(Projector):
         self.input_proj = nn.Linear(vision_width, width) if width != vision_width else nn.Identity()
         self.layers = nn.ModuleList(
             DeformableDecoderLayer(
-                width, config.num_heads, config.num_points, config.ffn_width, config.dropout
+                width, config.num_heads, config.num_points, config.ffn_width, config.dropout, config.learn_offsets
             )
             for _ in range(config.num_layers)
         )

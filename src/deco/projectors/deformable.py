@@ -113,12 +113,17 @@ def _radial_offsets(heads: int, levels: int, points: int) -> torch.Tensor:
 class MultiScaleDeformableAttention(nn.Module):
     """Queries [B, Q, D] attend to `points` bilinear samples per head and level of the value maps."""
 
-    def __init__(self, d_model: int, heads: int = 8, levels: int = 1, points: int = 4) -> None:
+    def __init__(
+        self, d_model: int, heads: int = 8, levels: int = 1, points: int = 4, learn_offsets: bool = True
+    ) -> None:
         super().__init__()
         if d_model % heads != 0:
             raise ConfigError(f"deformable attention: width {d_model} is not divisible by heads={heads}")
         self.d_model, self.heads, self.levels, self.points = d_model, heads, levels, points
-        self.sampling_offsets = nn.Linear(d_model, heads * levels * points * 2)
+        # learn_offsets False: every query samples the fixed radial pattern around its reference point
+        # (Deformable-DETR's initial offsets, kept): an ablation that takes the "deformable" out.
+        self.sampling_offsets = nn.Linear(d_model, heads * levels * points * 2) if learn_offsets else None
+        self.register_buffer("fixed_offsets", _radial_offsets(heads, levels, points), persistent=False)
         self.attention_weights = nn.Linear(d_model, heads * levels * points)
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
@@ -129,9 +134,10 @@ class MultiScaleDeformableAttention(nn.Module):
 
     def reset_parameters(self) -> None:
         """Deformable-DETR's init: radial offset bias, zero attention logits (uniform weights), xavier."""
-        nn.init.zeros_(self.sampling_offsets.weight)
-        with torch.no_grad():
-            self.sampling_offsets.bias.copy_(_radial_offsets(self.heads, self.levels, self.points))
+        if self.sampling_offsets is not None:
+            nn.init.zeros_(self.sampling_offsets.weight)
+            with torch.no_grad():
+                self.sampling_offsets.bias.copy_(_radial_offsets(self.heads, self.levels, self.points))
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
         for lin in (self.value_proj, self.output_proj):
@@ -155,7 +161,10 @@ class MultiScaleDeformableAttention(nn.Module):
             )
         heads, levels, points = self.heads, self.levels, self.points
         v = self.value_proj(value).view(b, value.shape[1], heads, self.d_model // heads)  # [B, S, H, Dh]
-        offsets = self.sampling_offsets(query).view(b, q, heads, levels, points, 2)
+        if self.sampling_offsets is not None:
+            offsets = self.sampling_offsets(query).view(b, q, heads, levels, points, 2)
+        else:
+            offsets = self.fixed_offsets.to(query.dtype).view(1, 1, heads, levels, points, 2).expand(b, q, -1, -1, -1, -1)
         logits = self.attention_weights(query).view(b, q, heads, levels * points)
         # Probe sees [B, H, Q, L*P]: weights over sampled points (see module docstring for patches).
         probs = self.probe(logits.softmax(-1).transpose(1, 2)).transpose(1, 2)  # [B, Q, H, L*P]

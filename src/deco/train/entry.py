@@ -19,6 +19,7 @@ from deco.train import accel
 from deco.train.batches import BatchPlan
 from deco.train.checkpoint import latest_checkpoint, remove_stale_temp, write_json
 from deco.train.compiled import compile_parts
+from deco.train.diagnostics import DIAGNOSTICS_FILE, BlockDiagnostics
 from deco.train.freeze import describe_trainable, set_train_modes
 from deco.train.loader import build_loader, loader_settings
 from deco.train.loop import Loop
@@ -69,6 +70,8 @@ def _check(config: Config, world: int) -> None:
         )
     if train.lora.enabled and train.stage != 2:
         raise ConfigError("train.lora.enabled applies to stage 2 (stage 1 does not train the LLM)")
+    if train.diagnostics_every < 0:
+        raise ConfigError(f"train.diagnostics_every must be >= 0 (0 = off), got {train.diagnostics_every}")
     per_step = train.per_device_batch_size * world
     if train.per_device_batch_size <= 0 or train.global_batch_size % per_step:
         raise ConfigError(
@@ -199,6 +202,10 @@ def _run(
     loop = Loop(
         accelerator, model, optimizer, scheduler, plan, batches, state, train, total, reporter, metrics, save=save,
     )
+    if main and train.diagnostics_every > 0:
+        deco_model = accelerator.unwrap_model(model).deco
+        loop.diagnostics = BlockDiagnostics(deco_model.projector, deco_model.llm.get_input_embeddings(),
+                                            run_dir / DIAGNOSTICS_FILE)
     if saved is not None:
         restore_rng(saved["rng"][min(accelerator.process_index, len(saved["rng"]) - 1)])
         loop.last_saved = state.step
@@ -208,6 +215,8 @@ def _run(
     finally:
         if metrics is not None:
             metrics.close()
+        if loop.diagnostics is not None:
+            loop.diagnostics.close()
     seconds = time.perf_counter() - started
     final = save_final(accelerator, model, config, vision_tower)
     summary = {

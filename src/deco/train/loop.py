@@ -17,6 +17,7 @@ from deco.config import TrainSection
 from deco.errors import DecoError
 from deco.train import accel
 from deco.train.batches import BatchPlan
+from deco.train.diagnostics import BlockDiagnostics
 from deco.train.loss import count_loss_tokens, summed_token_loss
 from deco.train.metrics import MetricsWriter
 from deco.train.progress import Reporter
@@ -59,6 +60,7 @@ class Loop:
     save: Callable[[], Any]
     window: list[StepResult] = field(default_factory=list)
     last_saved: int = -1
+    diagnostics: BlockDiagnostics | None = None  # train.diagnostics_every > 0 (main process)
 
     def run(self) -> None:
         """Train from state.step to total_steps."""
@@ -100,6 +102,10 @@ class Loop:
         # loss by the accumulation steps; undo both so the step's gradient is sum(token losses) / n_tokens.
         scale = acc.num_processes * self.plan.accum / max(n_tokens, 1)
         sums: list[torch.Tensor] = []
+        every = self.train.diagnostics_every
+        diagnose = self.diagnostics is not None and every > 0 and (self.state.step + 1) % every == 0
+        if diagnose:
+            self.diagnostics.start()
         for batch in micro:
             inputs = {k: to_device(batch.get(k), device) for k in MODEL_KEYS}
             labels = batch["labels"].to(device, non_blocking=True)
@@ -115,6 +121,8 @@ class Loop:
         per_micro = torch.stack(sums)  # [accum]
         loss_sum = per_micro.sum()
         loss_sum = acc.reduce(loss_sum, "sum") if acc.num_processes > 1 else loss_sum
+        if diagnose:  # gradients as backward left them, before clipping
+            self.diagnostics.record(self.state.step + 1)
         norm = accel.grad_norm_of(acc, self.model, self.train.max_grad_norm)
         norm_slot = (norm.detach().double().to(per_micro.device) if norm is not None
                      else torch.zeros((), dtype=torch.float64, device=per_micro.device))

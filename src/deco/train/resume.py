@@ -32,7 +32,7 @@ DATA_KEY = "data"  # the data fingerprint, as an --allow-change key
 # Settings that do not change what the run computes (where it writes, how often it logs, how the
 # global batch is split into micro-batches, memory-saving recomputation, loader workers, safety checks).
 NOT_TRAJECTORY = (
-    "train.output_dir", "train.log_every", "train.save_every", "train.keep_last", "train.quiet",
+    "train.output_dir", "train.log_every", "train.diagnostics_every", "train.save_every", "train.keep_last", "train.quiet",
     "train.per_device_batch_size", "train.gradient_checkpointing", "train.compile",
     "train.report_to", "train.tracker_project",
     "data.num_workers", "data.prefetch_thread", "data.check_images", "data.allow_outside_image_folder",

@@ -15,7 +15,7 @@ def _se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-9) / max(n, 1))
 
 
-def _gap(summary: dict[str, Any], a: str, b: str, key: str, n: int) -> tuple[float, float]:
+def gap_and_noise(summary: dict[str, Any], a: str, b: str, key: str, n: int) -> tuple[float, float]:
     """(mean of a − mean of b, two standard errors of that difference) on the final accuracy `key`
     ('overall', 'spatial' or a family); with several seeds the seed-to-seed spread counts too."""
     def stat(name: str) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _gap(summary: dict[str, Any], a: str, b: str, key: str, n: int) -> tuple[flo
 
 def _diff(summary: dict[str, Any], a: str, b: str, key: str, n: int) -> str:
     """'a − b = +0.12 (±0.04 is noise)'."""
-    gap, noise = _gap(summary, a, b, key, n)
+    gap, noise = gap_and_noise(summary, a, b, key, n)
     return f"{a} − {b} = {gap:+.2f} (±{noise:.2f} is noise)"
 
 
@@ -70,9 +70,9 @@ def observations(payload: dict[str, Any]) -> list[str]:
                        f"overall, {_diff(summary, 'deco', other, 'spatial', n_spatial)} spatial, "
                        f"{_diff(summary, 'deco', other, 'cell', per_family.get('cell', 1))} on localisation.")
     if {"mlp", "deco", "qformer"} <= set(summary):
-        gap_md, noise_md = _gap(summary, "mlp", "deco", "overall", n_all)
-        gap_dq, noise_dq = _gap(summary, "deco", "qformer", "overall", n_all)
-        gap_loc, noise_loc = _gap(summary, "deco", "qformer", "cell", per_family.get("cell", 1))
+        gap_md, noise_md = gap_and_noise(summary, "mlp", "deco", "overall", n_all)
+        gap_dq, noise_dq = gap_and_noise(summary, "deco", "qformer", "overall", n_all)
+        gap_loc, noise_loc = gap_and_noise(summary, "deco", "qformer", "cell", per_family.get("cell", 1))
         first = "holds" if gap_md >= -noise_md else "does NOT hold"
         second = "holds" if gap_dq > noise_dq else "does NOT hold (within noise)" if gap_dq > -noise_dq else "does NOT hold"
         local = "larger than noise" if gap_loc > noise_loc else "within noise"

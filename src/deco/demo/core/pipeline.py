@@ -41,6 +41,8 @@ class DemoOptions:
     config: Path | None = None
     keep_checkpoints: bool = False
     sweep: bool = False
+    ladder: bool = False
+    rungs: list[str] | None = None  # --ladder: run only these rungs (in this order)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +56,12 @@ def resolve_settings(opts: DemoOptions) -> DemoSettings:
         data["seeds"] = opts.seeds
     if opts.projectors:
         data["projectors"] = list(opts.projectors)
+    if opts.rungs:
+        have = data["ladder"]["rungs"]
+        unknown = [r for r in opts.rungs if r not in have]
+        if unknown:
+            raise ConfigError(f"--rungs: unknown rung(s) {', '.join(unknown)}; the ladder has {', '.join(have)}")
+        data["ladder"]["rungs"] = {r: have[r] for r in opts.rungs}
     if opts.steps is not None:
         if opts.steps < 1:
             raise ConfigError(f"--steps must be >= 1, got {opts.steps}")
@@ -124,8 +132,15 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
     runs_dir = _prepare_out(opts.out)
     if opts.sweep and settings.kind == "video":
         raise ConfigError("--sweep chooses learning rates on the image scenes' validation split; videos have none")
-    seeds = [opts.seed + i for i in range(settings.seeds)]
-    jobs = (len(settings.sweep.lrs) if opts.sweep else len(seeds)) * len(settings.projectors)
+    if opts.ladder and (settings.kind == "video" or opts.sweep):
+        raise ConfigError("--ladder runs on the image scenes and not together with --sweep")
+    if opts.ladder:  # the ladder's own seed count unless --seeds says otherwise
+        seeds = [opts.seed + i for i in range(opts.seeds or settings.ladder.seeds)]
+        jobs = len(seeds) * len(settings.ladder.rungs)
+    else:
+        seeds = [opts.seed + i for i in range(settings.seeds)]
+        jobs = (len(settings.sweep.lrs) * len(settings.sweep.warmups) if opts.sweep else len(seeds)) * len(
+            settings.projectors)
     workers = opts.workers or default_workers(jobs)
     console.rule("[bold]deco demo" + (" --video" if settings.kind == "video" else ""))
     if settings.kind == "video":
@@ -138,8 +153,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         h, w = settings.token_grid
         seen = (f"Images {settings.frame_size} px -> {settings.grid}x{settings.grid} = {settings.grid ** 2} patch "
                 f"tokens; compressors emit {h}x{w} = {h * w}.")
+    what = f"Ladder rungs {', '.join(settings.ladder.rungs)}" if opts.ladder else f"Projectors {', '.join(settings.projectors)}"
     console.print(
-        f"Projectors {', '.join(settings.projectors)}; seeds {seeds}. {seen} "
+        f"{what}; seeds {seeds}. {seen} "
         f"Stage 1 {settings.train.stage1_steps} + stage 2 {settings.train.stage2_steps} steps of batch "
         f"{settings.train.batch_size}, equal for all; {workers} worker process(es)."
     )
@@ -149,6 +165,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
                   f" at {assets.data_dir.parent}")
     if opts.sweep:
         return _run_sweep(settings, assets, opts, runs_dir, workers, start, console)
+    if opts.ladder:
+        return _run_ladder(settings, assets, opts, runs_dir, seeds, workers, start, console)
     runs = run_jobs(settings, assets, demo_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints, console)
     summary = report.summarize(runs, settings.eval.loss_steps)
     baseline = assets.data_summary["majority_baseline"]
@@ -199,17 +217,38 @@ def _run_sweep(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_d
     from deco.demo.core import report, sweep
     from deco.demo.core.schedule import run_jobs, sweep_jobs
 
-    console.print(f"  learning-rate sweep: {', '.join(f'{lr:g}' for lr in settings.sweep.lrs)} for each projector, "
-                  "scored on the validation split")
+    console.print(f"  sweep: learning rates {', '.join(f'{lr:g}' for lr in settings.sweep.lrs)} x warmup ratios "
+                  f"{', '.join(f'{w:g}' for w in settings.sweep.warmups)} for each projector, scored on the validation split")
     results = run_jobs(settings, assets, sweep_jobs(settings, opts.seed, runs_dir), workers, opts.keep_checkpoints,
                        console)
-    chosen = sweep.choose(results)
+    chosen = sweep.choose(results, settings.train.warmup_ratio)
     payload = {"command": "deco demo --sweep", "machine": report.machine(), "seed": opts.seed,
                "validation_questions": results[0]["final"]["questions"], "settings": settings.to_dict(),
                "wall_seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(report.cpu_seconds(), 1)}
     sweep.write(opts.out, chosen, payload)
     console.print((opts.out / "sweep.md").read_text(encoding="utf-8"), markup=False)
     return {**payload, "chosen": chosen}
+
+
+def _run_ladder(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_dir: Path, seeds: list[int],
+                workers: int, start: float, console: Console) -> dict[str, Any]:
+    """`--ladder`: every rung at every seed on the test split; writes ladder.json/.md."""
+    from deco.demo.core import ladder, report
+    from deco.demo.core.schedule import run_jobs
+
+    runs = run_jobs(settings, assets, ladder.ladder_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints,
+                    console)
+    summary = ladder.summarize_ladder(settings, runs, runs[0]["final"]["counts"])
+    payload = {"command": " ".join(["deco", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("deco")
+               else "deco demo --ladder", "machine": report.machine(), "workers": workers, "seeds": seeds,
+               "majority_baseline": assets.data_summary["majority_baseline"], "settings": settings.to_dict(),
+               "wall_seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(report.cpu_seconds(), 1),
+               "runs": [{k: v for k, v in r.items() if k not in ("answers", "diagnostics")} for r in runs]}
+    ladder.write(opts.out, summary, payload)
+    if not console.is_terminal:
+        console.width = max(console.width, 150)
+    console.print((opts.out / "ladder.md").read_text(encoding="utf-8"), markup=False)
+    return {**payload, "rungs": summary}
 
 
 def _relevance_metrics(settings: Any, runs_dir: Path, seeds: list[int], test: list[dict[str, Any]],

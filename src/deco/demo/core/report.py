@@ -57,11 +57,12 @@ def loss_at(losses: list[list[float]], step: int, window: int = 10) -> float | N
     return statistics.fmean(picked) if picked and max(s for s, _ in losses) >= step else None
 
 
-def summarize(runs: list[dict[str, Any]], loss_steps: list[int]) -> dict[str, Any]:
-    """Per projector: accuracies (mean/std over seeds), learning curve, losses, sizes and times."""
+def summarize(runs: list[dict[str, Any]], loss_steps: list[int], key: str = "projector") -> dict[str, Any]:
+    """Per projector (or per `key`: a ladder's rung): accuracies (mean/std over seeds), learning curve,
+    losses, sizes and times."""
     out: dict[str, Any] = {}
-    for name in dict.fromkeys(r["projector"] for r in runs):
-        mine = [r for r in runs if r["projector"] == name]
+    for name in dict.fromkeys(r[key] for r in runs):
+        mine = [r for r in runs if r[key] == name]
         keys = ("overall", *(g for g in GROUPS if g in mine[0]["final"]))
         final = {key: _stats([r["final"][key] for r in mine]) for key in keys}
         final["families"] = {f: _stats([r["final"]["families"][f] for r in mine]) for f in mine[0]["final"]["families"]}

@@ -23,14 +23,15 @@ from deco.demo.core.cache import Assets
 from deco.demo.core.evaluate import answer_all, load_test, score
 from deco.demo.core.settings import DemoSettings
 from deco.projectors import get_projector_class
+from deco.train.diagnostics import DIAGNOSTICS_FILE, read_diagnostics
 
 Progress = Callable[[str, int], None]  # (phase, units done in that phase)
 
 
-def projector_options(settings: DemoSettings, name: str) -> dict[str, Any]:
-    """The projector's demo options plus its token count and input grid for the demo geometry (videos:
-    the options as given, with num_frames set to the videos' frame count)."""
-    options = dict(settings.projector_options.get(name, {}))
+def projector_options(settings: DemoSettings, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The projector's demo options (with a ladder rung's `overrides` on top) plus its token count and input
+    grid for the demo geometry (videos: the options as given, with num_frames set to the frame count)."""
+    options = {**settings.projector_options.get(name, {}), **(overrides or {})}
     if settings.kind == "video":
         return {**options, "num_frames": settings.videos.frames}
     fields = {f.name for f in dataclasses.fields(get_projector_class(name).config_class)}
@@ -46,10 +47,11 @@ def projector_options(settings: DemoSettings, name: str) -> dict[str, Any]:
 
 def stage_config(
     settings: DemoSettings, assets: Assets, projector: str, stage: int, run_dir: Path, seed: int, quiet: bool,
-    lr: float | None = None,
+    lr: float | None = None, options: dict[str, Any] | None = None, warmup: float | None = None,
 ) -> Config:
     """A full deco run config for one stage of one projector (`lr`: the projector's learning rate in both
-    stages instead of its configured one, for the sweep)."""
+    stages instead of its configured one, for the sweep; `options`: a ladder rung's projector options over
+    the demo's; `warmup`: the warmup ratio instead of train.warmup_ratio, for the sweep)."""
     t = settings.train
     steps = t.stage1_steps if stage == 1 else t.stage2_steps
     projector_lr = lr if lr is not None else t.projector_lrs.get(projector, t.stage1_lr if stage == 1 else t.stage2_lr)
@@ -69,7 +71,7 @@ def stage_config(
     data = {
         "model": {"dtype": "float32"},
         "vision": {"pretrained": str(assets.encoder_dir), "feature_layer": settings.encoder.feature_layer},
-        "projector": {"name": projector, "options": projector_options(settings, projector)},
+        "projector": {"name": projector, "options": projector_options(settings, projector, options)},
         "llm": llm,
         "data": {
             "train_file": str(assets.data_dir / ("stage1.json" if stage == 1 else "stage2.json")),
@@ -91,13 +93,14 @@ def stage_config(
             "per_device_batch_size": t.batch_size,
             "lr": projector_lr if stage == 1 else t.stage2_lr,
             "projector_lr": projector_lr,
-            "warmup_ratio": t.warmup_ratio,
+            "warmup_ratio": t.projector_warmups.get(projector, t.warmup_ratio) if warmup is None else warmup,
             "lr_schedule": t.schedule,
             "precision": "fp32",
             # Stage 2 keeps a checkpoint at each learning-curve point; stage 1 only its final model.
             "save_every": max(1, steps // t.checkpoints) if stage == 2 else steps,
             "keep_last": 0,
             "log_every": 1,
+            "diagnostics_every": t.diagnostics_every,
             "quiet": quiet,
         },
     }
@@ -113,7 +116,7 @@ def checkpoint_steps(settings: DemoSettings) -> list[int]:
 
 def train_projector(
     settings: DemoSettings, assets: Assets, projector: str, run_root: Path, seed: int, progress: Progress,
-    lr: float | None = None,
+    lr: float | None = None, options: dict[str, Any] | None = None, warmup: float | None = None,
 ) -> dict[str, Any]:
     """Stage 1 then stage 2 for one projector; returns wall and training times per stage."""
     from deco.train import run_training
@@ -125,7 +128,8 @@ def train_projector(
             shutil.rmtree(run_dir)
         progress(f"stage{stage}", 0)
         start = time.perf_counter()
-        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet=True, lr=lr))
+        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet=True, lr=lr,
+                                            options=options, warmup=warmup))
         out[f"stage{stage}"] = {"seconds": round(time.perf_counter() - start, 2),
                                 "train_seconds": round(summary["train_seconds"], 2),
                                 "skipped_samples": summary["skipped_samples"]}
@@ -241,13 +245,16 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         os.replace(tmp, root / "progress.json")
 
     started, cpu_start = time.perf_counter(), _cpu_seconds()
-    times = train_projector(settings, assets, job["projector"], root, job["seed"], progress, job.get("lr"))
+    times = train_projector(settings, assets, job["projector"], root, job["seed"], progress, job.get("lr"),
+                            job.get("options"), job.get("warmup"))
     eval_start = time.perf_counter()
     result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"],
                           job.get("split", "test"))
     result.update(
         projector=job["projector"], seed=job["seed"], lr=job.get("lr"), split=job.get("split", "test"), times=times,
+        rung=job.get("rung"), options=job.get("options"), warmup=job.get("warmup"),
         probe=read_probes(root / "stage2"),
+        diagnostics={stage: read_diagnostics(root / stage / DIAGNOSTICS_FILE) for stage in ("stage1", "stage2")},
         eval_seconds=round(time.perf_counter() - eval_start, 2),
         job_seconds=round(time.perf_counter() - started, 2),
         job_cpu_seconds=round(_cpu_seconds() - cpu_start, 2),

@@ -66,10 +66,11 @@ def demo_jobs(settings: DemoSettings, seeds: list[int], runs_dir: Path) -> list[
 
 
 def sweep_jobs(settings: DemoSettings, seed: int, runs_dir: Path) -> list[dict[str, Any]]:
-    """The sweep's jobs: every projector at every learning rate (equal steps), scored on the validation split."""
-    return [{"projector": p, "seed": seed, "lr": lr, "split": "val", "label": f"{p} (lr {lr:g})",
-             "run_root": str(runs_dir / "sweep" / p / f"lr{lr:g}")}
-            for p in settings.projectors for lr in settings.sweep.lrs]
+    """The sweep's jobs: every projector at every learning rate and warmup ratio (equal steps), scored on the
+    validation split."""
+    return [{"projector": p, "seed": seed, "lr": lr, "warmup": w, "split": "val", "label": f"{p} (lr {lr:g}, wu {w:g})",
+             "run_root": str(runs_dir / "sweep" / p / f"lr{lr:g}-warmup{w:g}")}
+            for p in settings.projectors for lr in settings.sweep.lrs for w in settings.sweep.warmups]
 
 
 def run_jobs(

@@ -93,13 +93,48 @@ class TrainSettings:
     # Per projector, its learning rate in both stages (the LM keeps stage2_lr), chosen by `deco demo
     # --sweep` on the validation split; projectors not listed use stage1_lr / stage2_lr.
     projector_lrs: dict[str, float] = field(default_factory=lambda: dict(SWEPT_LRS))
+    # Per projector, its warmup ratio (from the sweep); projectors not listed use warmup_ratio.
+    projector_warmups: dict[str, float] = field(default_factory=dict)
+    # Every N steps, per-block gradient norms and weight/activation scales of the projector
+    # (deco.train.diagnostics; the ladder reads them); 0 = off.
+    diagnostics_every: int = 25
 
 
 @dataclass
 class SweepSettings:
     """`deco demo --sweep`: each projector at each learning rate, equal steps, scored on the validation split."""
 
-    lrs: list[float] = field(default_factory=lambda: [1.0e-3, 3.0e-3, 1.0e-2])
+    lrs: list[float] = field(default_factory=lambda: [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2])
+    warmups: list[float] = field(default_factory=lambda: [0.03, 0.0])  # warmup ratios crossed with lrs
+
+
+# deco demo --ladder: DeCo, then Honeybee's C-Abstractor from its depth-0 case (pooling + SiLU MLP) up to
+# three RegNet blocks per stage, with and without its pos-emb; the D-Abstractor with 1 and 2 decoder layers,
+# and with its deformable offsets fixed at their initial pattern. Options go over projector_options.
+DEFAULT_RUNGS: dict[str, dict[str, Any]] = {
+    "deco": {"projector": "deco"},
+    "cabs-d0": {"projector": "cabstractor", "options": {"depth": 0}},
+    "cabs-d0-nopos": {"projector": "cabstractor", "options": {"depth": 0, "pos_emb": False}},
+    "cabs-d1": {"projector": "cabstractor", "options": {"depth": 1}},
+    "cabs-d1-nopos": {"projector": "cabstractor", "options": {"depth": 1, "pos_emb": False}},
+    "cabs-d2": {"projector": "cabstractor", "options": {"depth": 2}},
+    "cabs-d2-nopos": {"projector": "cabstractor", "options": {"depth": 2, "pos_emb": False}},
+    "cabs-d3": {"projector": "cabstractor", "options": {"depth": 3}},
+    "cabs-d3-nopos": {"projector": "cabstractor", "options": {"depth": 3, "pos_emb": False}},
+    "dabs-l1": {"projector": "dabstractor", "options": {"num_layers": 1}},
+    "dabs-l1-fixed": {"projector": "dabstractor", "options": {"num_layers": 1, "learn_offsets": False}},
+    "dabs-l2": {"projector": "dabstractor", "options": {"num_layers": 2}},
+    "dabs-l2-fixed": {"projector": "dabstractor", "options": {"num_layers": 2, "learn_offsets": False}},
+}
+
+
+@dataclass
+class LadderSettings:
+    """`deco demo --ladder`: rungs (name -> projector, options over the demo's, optional lr), each at `seeds`
+    seeds; the first rung is the reference the others are compared with."""
+
+    seeds: int = 3
+    rungs: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RUNGS))
 
 
 @dataclass
@@ -130,6 +165,7 @@ class DemoSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    ladder: LadderSettings = field(default_factory=LadderSettings)
     videos: VideoSceneSettings = field(default_factory=VideoSceneSettings)
     profiles: dict[str, Any] = field(default_factory=dict)
 
@@ -246,6 +282,31 @@ def validate(settings: DemoSettings, source: str) -> None:
             raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
     if not settings.sweep.lrs or any(not lr > 0 for lr in settings.sweep.lrs):
         raise ConfigError(f"{source}: sweep.lrs must be a non-empty list of positive learning rates")
+    if not settings.sweep.warmups or any(not 0 <= w < 1 for w in settings.sweep.warmups):
+        raise ConfigError(f"{source}: sweep.warmups must be a non-empty list of warmup ratios in [0, 1)")
+    _validate_ladder(settings, source)
+
+
+def _validate_ladder(settings: DemoSettings, source: str) -> None:
+    """Each rung names a known projector whose options (the demo's, the rung's on top) build a config."""
+    from deco.demo.core.runner import projector_options
+    from deco.projectors import make_projector_config, projector_names
+
+    if settings.ladder.seeds < 1 or not settings.ladder.rungs:
+        raise ConfigError(f"{source}: ladder needs seeds >= 1 and at least one rung")
+    for name, rung in settings.ladder.rungs.items():
+        where = f"{source}: ladder.rungs.{name}"
+        if not isinstance(rung, dict) or set(rung) - {"projector", "options", "lr"}:
+            raise ConfigError(f"{where} must be a mapping with keys projector, options (optional), lr (optional)")
+        if rung.get("projector") not in projector_names():
+            raise ConfigError(f"{where}.projector must be one of {', '.join(projector_names())}, "
+                              f"got {rung.get('projector')!r}")
+        if rung.get("lr") is not None and not float(rung["lr"]) > 0:
+            raise ConfigError(f"{where}.lr must be > 0, got {rung['lr']!r}")
+        try:
+            make_projector_config(rung["projector"], projector_options(settings, rung["projector"], rung.get("options")))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.options: {exc}") from exc
 
 
 def _validate_training(settings: DemoSettings, source: str) -> None:
@@ -258,6 +319,11 @@ def _validate_training(settings: DemoSettings, source: str) -> None:
         raise ConfigError(f"{source}: eval.curve_images must not exceed eval.test_images")
     if settings.train.checkpoints < 1:
         raise ConfigError(f"{source}: train.checkpoints must be >= 1")
+    for name, ratio in settings.train.projector_warmups.items():
+        if name not in projector_names() or not 0 <= ratio < 1:
+            raise ConfigError(f"{source}: train.projector_warmups.{name} must name a projector and a ratio in [0, 1)")
+    if settings.train.diagnostics_every < 0:
+        raise ConfigError(f"{source}: train.diagnostics_every must be >= 0 (0 = off)")
     for name, lr in settings.train.projector_lrs.items():
         if name not in projector_names():
             raise ConfigError(f"{source}: train.projector_lrs names unknown projector '{name}'")

@@ -1,9 +1,12 @@
-"""`deco demo --sweep`: every projector at every learning rate of `sweep.lrs`, equal steps, scored on the
-validation split (never the test split), so each baseline is compared at its best learning rate.
+"""`deco demo --sweep`: every projector at every learning rate of `sweep.lrs` and warmup ratio of
+`sweep.warmups`, equal steps, scored on the validation split (never the test split), so each baseline is
+compared at its best setting.
 
-The chosen value per projector is the one with the best validation accuracy, skipping runs whose
-projector collapsed (deco.train.probe); ties go to the smaller learning rate. The result is written to
-sweep.json / sweep.md and printed as the `train.projector_lrs` block to put in configs/demo.yaml.
+The chosen setting per projector is the one with the best validation accuracy, skipping runs whose
+projector collapsed (deco.train.probe); ties go to the smaller learning rate, then the longer warmup. The
+result is written to sweep.json / sweep.md and printed as the `train.projector_lrs` (and, where a
+projector's best warmup differs from train.warmup_ratio, `train.projector_warmups`) block for
+configs/demo.yaml.
 """
 
 from __future__ import annotations
@@ -29,15 +32,22 @@ def is_collapsed(result: dict[str, Any]) -> bool:
     return bool(probe and probe.get("collapsed"))
 
 
-def choose(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per projector: the chosen learning rate and every setting's validation accuracy."""
+def _warmup(result: dict[str, Any], default: float) -> float:
+    return default if result.get("warmup") is None else float(result["warmup"])
+
+
+def choose(results: list[dict[str, Any]], default_warmup: float = 0.03) -> dict[str, dict[str, Any]]:
+    """Per projector: the chosen learning rate and warmup ratio, and every setting's validation accuracy."""
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(r["projector"] for r in results):
-        mine = sorted((r for r in results if r["projector"] == name), key=lambda r: r["lr"])
-        best = max(mine, key=lambda r: (r["final"]["overall"] - _COLLAPSED_PENALTY * is_collapsed(r), -r["lr"]))
+        mine = sorted((r for r in results if r["projector"] == name), key=lambda r: (r["lr"], -_warmup(r, default_warmup)))
+        best = max(mine, key=lambda r: (r["final"]["overall"] - _COLLAPSED_PENALTY * is_collapsed(r), -r["lr"],
+                                        _warmup(r, default_warmup)))
         out[name] = {
             "chosen_lr": best["lr"],
-            "settings": [{"lr": r["lr"], "val_overall": round(r["final"]["overall"], 4),
+            "chosen_warmup": _warmup(best, default_warmup),
+            "settings": [{"lr": r["lr"], "warmup": _warmup(r, default_warmup),
+                          "val_overall": round(r["final"]["overall"], 4),
                           "val_families": {f: round(v, 4) for f, v in r["final"]["families"].items()},
                           "same_index_cos": (final_probe(r) or {}).get("same_index_cos"),
                           "collapsed": is_collapsed(r), "questions": r["final"]["questions"]} for r in mine],
@@ -45,26 +55,34 @@ def choose(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def yaml_block(chosen: dict[str, dict[str, Any]]) -> str:
-    """The `train.projector_lrs` lines for configs/demo.yaml."""
+def yaml_block(chosen: dict[str, dict[str, Any]], default_warmup: float = 0.03) -> str:
+    """The `train.projector_lrs` (and `train.projector_warmups`) lines for configs/demo.yaml."""
     body = ", ".join(f"{name}: {info['chosen_lr']:g}" for name, info in chosen.items())
-    return f"train:\n  projector_lrs: {{{body}}}"
+    text = f"train:\n  projector_lrs: {{{body}}}"
+    warm = {n: i["chosen_warmup"] for n, i in chosen.items() if i.get("chosen_warmup", default_warmup) != default_warmup}
+    if warm:
+        text += "\n  projector_warmups: {" + ", ".join(f"{n}: {w:g}" for n, w in warm.items()) + "}"
+    return text
 
 
 def markdown(chosen: dict[str, dict[str, Any]], payload: dict[str, Any]) -> str:
     """sweep.md: validation accuracy of every (projector, learning rate), the chosen ones marked."""
-    lrs = sorted({s["lr"] for info in chosen.values() for s in info["settings"]})
+    columns = sorted({(s["lr"], s["warmup"]) for info in chosen.values() for s in info["settings"]},
+                     key=lambda c: (c[0], -c[1]))
     rows = []
     for name, info in chosen.items():
-        cells = {s["lr"]: f"{s['val_overall']:.2f}" + (" (collapsed)" if s["collapsed"] else "")
-                 + (" *" if s["lr"] == info["chosen_lr"] else "") for s in info["settings"]}
-        rows.append([name, *[cells.get(lr, "-") for lr in lrs]])
+        cells = {(s["lr"], s["warmup"]): f"{s['val_overall']:.2f}" + (" (collapsed)" if s["collapsed"] else "")
+                 + (" *" if (s["lr"], s["warmup"]) == (info["chosen_lr"], info["chosen_warmup"]) else "")
+                 for s in info["settings"]}
+        rows.append([name, *[cells.get(c, "-") for c in columns]])
     lines = ["# deco demo learning-rate sweep", "",
              f"Validation split ({payload['validation_questions']} questions), seed {payload['seed']}, stage 1 "
              f"{payload['settings']['train']['stage1_steps']} + stage 2 {payload['settings']['train']['stage2_steps']}"
              " steps for every setting. `*` = chosen (best validation accuracy; collapsed runs are not chosen).", ""]
-    lines += md_table(["projector", *[f"lr {lr:g}" for lr in lrs]], rows)
-    lines += ["", "Put in configs/demo.yaml (or a --config copy):", "", "```yaml", yaml_block(chosen), "```"]
+    lines += md_table(["projector", *[f"lr {lr:g} wu {w:g}" for lr, w in columns]], rows)
+    default_warmup = payload["settings"]["train"]["warmup_ratio"]
+    lines += ["", "Put in configs/demo.yaml (or a --config copy):", "", "```yaml", yaml_block(chosen, default_warmup),
+              "```"]
     return "\n".join(lines) + "\n"
 
 
