@@ -81,7 +81,7 @@ def test_block_diagnostics_record_gradients_and_scales(tmp_path):
     assert readout["grad_norm"] == pytest.approx(float(torch.cat([p.grad.flatten() for p in
                                                                 proj.readout[2].parameters()]).norm()), rel=1e-5)
     assert record["projector_out_rms"] == pytest.approx(float(out.detach().pow(2).mean().sqrt()), rel=1e-5)
-    assert record["llm_embed_rms"] == pytest.approx(float(embed.weight.pow(2).mean().sqrt()), rel=1e-5)
+    assert record["llm_embed_rms"] == pytest.approx(float(embed.weight.detach().pow(2).mean().sqrt()), rel=1e-5)
     assert read_diagnostics(tmp_path / "d.jsonl") == [json.loads(json.dumps(record))]
     proj(torch.randn(2, 36, 32), (6, 6))  # hooks removed and inactive: nothing more is captured
     assert diag.outputs.get("stage1.0") == record["blocks"]["stage1.0"]["out_rms"]
@@ -169,3 +169,41 @@ def test_ladder_summary_states_the_gap_to_the_reference_with_its_noise():
     text = ladder.markdown(summary, {"seeds": [0, 1, 2], "majority_baseline": {"column": 0.3, "exists": 0.5},
                                      "settings": settings.to_dict()})
     assert "| cabs-d1 | cabstractor | depth=1 |" in text and "-0.51" in text
+
+
+def test_cabstractor_zero_init_last_starts_every_block_as_its_shortcut():
+    torch.manual_seed(0)
+    opts = {"depth": 2, "hidden_size": 24, "grid": "3x3", "num_input_tokens": 36}
+    proj = build_projector("cabstractor", 32, 48, {**opts, "zero_init_last": True}).eval()
+    assert all(not b.conv3[1].weight.detach().any() for b in [*proj.stage1, *proj.stage2])
+    x = torch.randn(2, 32, 6, 6)
+    block = proj.stage1[0]
+    assert torch.equal(block(x), torch.nn.functional.silu(block.shortcut(x)))
+    y = torch.randn(2, 24, 6, 6)
+    assert torch.equal(proj.stage2[1](y), torch.nn.functional.silu(y))  # identity shortcut
+    honeybee = build_projector("cabstractor", 32, 48, opts)
+    assert all(bool((b.conv3[1].weight.detach() == 1).all()) for b in [*honeybee.stage1, *honeybee.stage2])
+
+
+@pytest.mark.parametrize("target", ["query", "tgt", "none"])
+def test_dabstractor_pooled_v_target_puts_pooled_features_where_honeybee_does(target):
+    torch.manual_seed(0)
+    opts = {"num_layers": 1, "num_heads": 4, "ffn_width": 40, "dropout": 0.0, "grid": "2x2", "num_input_tokens": 64,
+            "pooled_v_target": target}
+    proj = build_projector("dabstractor", 16, 16, opts).eval()  # d = Dv = Dl: no input/output projection
+    seen = {}
+    layer = proj.layers[0]
+    layer.register_forward_pre_hook(lambda m, args: seen.update(x=args[0], pos=args[1]))
+    feats = torch.randn(2, 64, 16)
+    proj(feats, (8, 8))
+    pooled = grid_pool(feats + proj.pos_emb, (8, 8), (2, 2))
+    learned = proj.query_embed.expand(2, -1, -1)
+    if target == "query":
+        assert torch.equal(seen["pos"], pooled) and torch.equal(seen["x"], learned)
+    elif target == "tgt":
+        assert torch.equal(seen["x"], pooled) and torch.equal(seen["pos"], learned)
+    else:
+        assert proj.query_embed.shape == (4, 32)
+        assert torch.equal(seen["pos"], learned[..., :16]) and torch.equal(seen["x"], learned[..., 16:])
+    with pytest.raises(ConfigError, match="pooled_v_target"):
+        build_projector("dabstractor", 16, 16, {**opts, "pooled_v_target": "key"})

@@ -148,6 +148,9 @@ class CAbstractorConfig(ProjectorConfig):
     hidden_size: int | None = None
     num_input_tokens: int = 576
     pos_emb: bool = True
+    # timm's RegNet starts every bottleneck as its shortcut (zero_init_last: the last norm's weight zeroed);
+    # Honeybee builds bare RegStages and never calls it, so its blocks start at gamma 1 (our default).
+    zero_init_last: bool = False
 
     def __post_init__(self) -> None:
         self.num_queries, self.grid = resolve_query_grid(self.num_queries, self.grid)
@@ -185,6 +188,9 @@ class CAbstractor(Projector):
         init_normal_(self)  # Honeybee _init_weights: N(0, 0.02) convs/linears, zero bias, unit LN
         if self.pos_emb is not None:
             nn.init.trunc_normal_(self.pos_emb, std=0.02)
+        if config.zero_init_last:
+            for block in [*self.stage1, *self.stage2]:
+                nn.init.zeros_(block.conv3[1].weight)  # conv3 = (conv, LayerNorm2d)
 
     def num_tokens(self, grid: Grid) -> int:
         self.check_grid(grid)

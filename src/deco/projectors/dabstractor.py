@@ -90,6 +90,9 @@ def grid_reference_points(out_grid: Grid, in_grid: Grid) -> torch.Tensor:
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)[None]
 
 
+POOLED_V_TARGETS = ("query", "tgt", "none")
+
+
 @dataclass
 class DAbstractorConfig(ProjectorConfig):
     """Honeybee / Deformable-DETR defaults: 144 queries, 6 layers, 8 heads, 4 points, FFN 1024, dropout 0.1.
@@ -97,6 +100,10 @@ class DAbstractorConfig(ProjectorConfig):
     `hidden_size` None means d_model = vision width (Honeybee); otherwise a Linear input projection
     is added, as Honeybee does when the widths differ. `learn_offsets` False (an ablation, not Honeybee)
     keeps every layer's sampling offsets at Deformable-DETR's initial radial pattern.
+    `pooled_v_target` is Honeybee's switch for where the pooled features go: "query" (its default: the
+    query *position*, the content a learned embedding), "tgt" (the query *content*, i.e. the decoder's
+    residual stream starts from the pooled features as DeCo's tokens; the position is learned), "none"
+    (both learned, no pooled features).
     """
 
     num_queries: int | None = None
@@ -110,6 +117,7 @@ class DAbstractorConfig(ProjectorConfig):
     num_input_tokens: int = 576
     pos_emb: bool = True
     learn_offsets: bool = True
+    pooled_v_target: str = "query"
 
     def __post_init__(self) -> None:
         self.num_queries, self.grid = resolve_query_grid(self.num_queries, self.grid)
@@ -119,6 +127,9 @@ class DAbstractorConfig(ProjectorConfig):
             require_positive(name, getattr(self, name))
         if self.hidden_size is not None:
             require_positive("hidden_size", self.hidden_size)
+        if self.pooled_v_target not in POOLED_V_TARGETS:
+            raise ConfigError(f"projector option 'pooled_v_target' must be one of {', '.join(POOLED_V_TARGETS)}, "
+                              f"got {self.pooled_v_target!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"projector option 'dropout' must be in [0, 1), got {self.dropout!r}")
         base_grid(self.num_input_tokens)
@@ -147,7 +158,9 @@ class DAbstractor(Projector):
             )
             for _ in range(config.num_layers)
         )
-        self.query_embed = nn.Parameter(torch.zeros(m, width))  # query content
+        # The learned query part: the content ("query"), the position ("tgt"); "none": content and position
+        # (Honeybee's Embedding(M, 2d) split in two).
+        self.query_embed = nn.Parameter(torch.zeros(m, width * (2 if config.pooled_v_target == "none" else 1)))
         self.reference_points = nn.Parameter(grid_reference_points(self.out_grid, self.pos_grid))
         self.pos_emb = (
             nn.Parameter(torch.zeros(1, config.num_input_tokens, width)) if config.pos_emb else None
@@ -180,8 +193,14 @@ class DAbstractor(Projector):
         value = self.input_proj(features)  # [B, N, d]
         if self.pos_emb is not None:
             value = value + resize_pos_emb(self.pos_emb, self.pos_grid, grid)
-        pos = grid_pool(value, grid, self.out_grid)  # [B, M, d] query position = pooled features
-        x = self.query_embed.unsqueeze(0).expand(b, -1, -1)  # [B, M, d] query content
+        learned = self.query_embed.unsqueeze(0).expand(b, -1, -1)
+        target = self.config.pooled_v_target
+        if target == "none":
+            pos, x = learned.chunk(2, dim=-1)  # [B, M, d] each
+        else:
+            pooled = grid_pool(value, grid, self.out_grid)  # [B, M, d]
+            # "query": position = pooled features, content learned; "tgt": the other way round
+            pos, x = (pooled, learned) if target == "query" else (learned, pooled)
         ref = self.reference_points.expand(b, -1, -1)[:, :, None]  # [B, M, 1 level, 2]
         for layer in self.layers:
             x = layer(x, pos, ref, value, grid)
