@@ -109,22 +109,27 @@ class SweepSettings:
 
 
 # deco demo --ladder: DeCo, then Honeybee's C-Abstractor from its depth-0 case (pooling + SiLU MLP) up to
-# three RegNet blocks per stage, with and without its pos-emb; the D-Abstractor with 1 and 2 decoder layers,
-# and with its deformable offsets fixed at their initial pattern. Options go over projector_options.
+# three RegNet blocks per stage, with and without its pos-emb, with Honeybee's initialisation (every block's
+# last norm at 1) and timm RegNet's (zero_init_last: each block starts as its shortcut); the D-Abstractor
+# with 1 and 2 decoder layers, with its deformable offsets fixed at their initial pattern, and with the
+# pooled features as the query content (Honeybee's pooled_v_target "tgt") instead of its position. Options
+# go over projector_options; the rungs name the options they test, so changing the demo's defaults does
+# not change what a rung is.
 DEFAULT_RUNGS: dict[str, dict[str, Any]] = {
     "deco": {"projector": "deco"},
     "cabs-d0": {"projector": "cabstractor", "options": {"depth": 0}},
     "cabs-d0-nopos": {"projector": "cabstractor", "options": {"depth": 0, "pos_emb": False}},
-    "cabs-d1": {"projector": "cabstractor", "options": {"depth": 1}},
-    "cabs-d1-nopos": {"projector": "cabstractor", "options": {"depth": 1, "pos_emb": False}},
-    "cabs-d2": {"projector": "cabstractor", "options": {"depth": 2}},
-    "cabs-d2-nopos": {"projector": "cabstractor", "options": {"depth": 2, "pos_emb": False}},
-    "cabs-d3": {"projector": "cabstractor", "options": {"depth": 3}},
-    "cabs-d3-nopos": {"projector": "cabstractor", "options": {"depth": 3, "pos_emb": False}},
-    "dabs-l1": {"projector": "dabstractor", "options": {"num_layers": 1}},
-    "dabs-l1-fixed": {"projector": "dabstractor", "options": {"num_layers": 1, "learn_offsets": False}},
-    "dabs-l2": {"projector": "dabstractor", "options": {"num_layers": 2}},
-    "dabs-l2-fixed": {"projector": "dabstractor", "options": {"num_layers": 2, "learn_offsets": False}},
+    "cabs-d1": {"projector": "cabstractor", "options": {"depth": 1, "zero_init_last": False}},
+    "cabs-d1-nopos": {"projector": "cabstractor", "options": {"depth": 1, "zero_init_last": False, "pos_emb": False}},
+    "cabs-d1-zil": {"projector": "cabstractor", "options": {"depth": 1, "zero_init_last": True}},
+    "cabs-d2-zil": {"projector": "cabstractor", "options": {"depth": 2, "zero_init_last": True}},
+    "cabs-d3": {"projector": "cabstractor", "options": {"depth": 3, "zero_init_last": False}},
+    "cabs-d3-zil": {"projector": "cabstractor", "options": {"depth": 3, "zero_init_last": True}},
+    "dabs-l1": {"projector": "dabstractor", "options": {"num_layers": 1, "pooled_v_target": "query"}},
+    "dabs-l2": {"projector": "dabstractor", "options": {"num_layers": 2, "pooled_v_target": "query"}},
+    "dabs-l2-fixed": {"projector": "dabstractor", "options": {"num_layers": 2, "pooled_v_target": "query",
+                                                              "learn_offsets": False}},
+    "dabs-l2-tgt": {"projector": "dabstractor", "options": {"num_layers": 2, "pooled_v_target": "tgt"}},
 }
 
 
