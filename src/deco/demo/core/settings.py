@@ -123,7 +123,6 @@ DEFAULT_RUNGS: dict[str, dict[str, Any]] = {
     "cabs-d1-nopos": {"projector": "cabstractor", "options": {"depth": 1, "zero_init_last": False, "pos_emb": False}},
     "cabs-d1-zil": {"projector": "cabstractor", "options": {"depth": 1, "zero_init_last": True}},
     "cabs-d2-zil": {"projector": "cabstractor", "options": {"depth": 2, "zero_init_last": True}},
-    "cabs-d3": {"projector": "cabstractor", "options": {"depth": 3, "zero_init_last": False}},
     "cabs-d3-zil": {"projector": "cabstractor", "options": {"depth": 3, "zero_init_last": True}},
     "dabs-l1": {"projector": "dabstractor", "options": {"num_layers": 1, "pooled_v_target": "query"}},
     "dabs-l2": {"projector": "dabstractor", "options": {"num_layers": 2, "pooled_v_target": "query"}},
