@@ -58,8 +58,20 @@ def test_pooling_preserves_grid_order_and_tiles_the_image() -> None:
     maps = pooling_matrix((12, 12), (3, 4)).float().unsqueeze(0)
     s = spatial_fidelity(maps, (12, 12), (3, 4))
     assert s["grid_order_spearman"] == pytest.approx(1.0) and s["cell_occupancy"] == 1.0
+    assert s["own_window_share"] == pytest.approx(1.0)  # pooling reads its own window only
     centres = relevance_centres(maps, (12, 12))
     torch.testing.assert_close(centres[0, 0], torch.tensor([2.0, 1.5]))  # rows 0-3, cols 0-2
+
+
+def test_own_window_share_measures_relevance_drawn_from_neighbouring_cells() -> None:
+    from deco.analysis.metrics import own_window_share
+
+    own = pooling_matrix((4, 4), (2, 2)).float()  # [4, 16]: each token its 2x2 window
+    blurred = 0.25 * own + 0.75 * torch.full((4, 16), 1 / 16)  # a quarter own window, the rest spread evenly
+    # own share = 0.25 + 0.75 * 4/16
+    assert own_window_share(blurred.unsqueeze(0), (4, 4), (2, 2)) == pytest.approx(0.25 + 0.75 * 0.25)
+    assert own_window_share(own.flip(0).unsqueeze(0), (4, 4), (2, 2)) == pytest.approx(0.0)
+    assert own_window_share(torch.zeros(1, 4, 16), (4, 4), (2, 2)) is None
 
 
 def test_reversed_tokens_give_negative_grid_order() -> None:

@@ -117,12 +117,12 @@ def test_negative_diagnostics_every_is_refused(tmp_path):
 
 
 def test_ladder_rungs_become_jobs_with_their_options(tmp_path):
-    settings = resolve_settings(DemoOptions(ladder=True, rungs=["cabs-d0", "dabs-l1-fixed"]))
+    settings = resolve_settings(DemoOptions(ladder=True, rungs=["cabs-d0", "dabs-l2-fixed"]))
     jobs = ladder.ladder_jobs(settings, [40, 41], tmp_path)
-    assert [(j["rung"], j["seed"]) for j in jobs] == [("cabs-d0", 40), ("cabs-d0", 41), ("dabs-l1-fixed", 40),
-                                                        ("dabs-l1-fixed", 41)]
+    assert [(j["rung"], j["seed"]) for j in jobs] == [("cabs-d0", 40), ("cabs-d0", 41), ("dabs-l2-fixed", 40),
+                                                        ("dabs-l2-fixed", 41)]
     assert jobs[0]["projector"] == "cabstractor" and jobs[0]["options"] == {"depth": 0} and "lr" not in jobs[0]
-    assert jobs[2]["options"] == {"num_layers": 1, "learn_offsets": False}
+    assert jobs[2]["options"] == {"num_layers": 2, "pooled_v_target": "query", "learn_offsets": False}
 
 
 def test_ladder_settings_are_checked_before_any_work():
@@ -168,7 +168,11 @@ def test_ladder_summary_states_the_gap_to_the_reference_with_its_noise():
     assert vs["reference"] == "deco" and vs["gap"] == pytest.approx(-0.506667, abs=1e-5) and vs["beyond_noise"]
     text = ladder.markdown(summary, {"seeds": [0, 1, 2], "majority_baseline": {"column": 0.3, "exists": 0.5},
                                      "settings": settings.to_dict()})
-    assert "| cabs-d1 | cabstractor | depth=1 |" in text and "-0.51" in text
+    assert "| cabs-d1 | cabstractor | depth=1, zero_init_last=False |" in text and "-0.51" in text
+    ladder.add_relevance(summary, [{"model": "cabs-d1", "own_window_share": 0.4, "coverage": 0.9}])
+    assert summary["cabs-d1"]["relevance"]["own_window_share"] == 0.4
+    assert "| 0.40 |" in ladder.markdown(summary, {"seeds": [0, 1, 2], "majority_baseline": {},
+                                                   "settings": settings.to_dict()})
 
 
 def test_cabstractor_zero_init_last_starts_every_block_as_its_shortcut():

@@ -22,7 +22,7 @@ TABLE_COLUMNS = (
     "model", "projector", "route", "tokens", "images",
     "within_mean_cos", "within_max_cos", "within_near_duplicate_fraction", "across_mean_cos",
     "same_index_cos", "coverage", "map_entropy_norm", "effective_patches_per_token",
-    "grid_order_spearman", "cell_occupancy", "seconds",
+    "grid_order_spearman", "cell_occupancy", "own_window_share", "seconds",
 )
 
 
@@ -116,7 +116,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         "of another; near-duplicate: cosine >= duplicate_cos. coverage: fraction of patches receiving at "
         "least threshold x the uniform share of relevance. map_entropy_norm: entropy of each token's map / "
         "log N. grid_order_spearman: rank correlation of relevance centres with the token's own grid "
-        "position (n/a for learned queries). cell_occupancy: fraction of an M-cell grid holding a centre.\n"
+        "position (n/a for learned queries). cell_occupancy: fraction of an M-cell grid holding a centre. "
+        "own_window_share: fraction of a grid token's relevance on the patches of its own pooling window "
+        "(n/a for learned queries).\n"
     )
     return head + body + legend
 

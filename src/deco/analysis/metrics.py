@@ -12,7 +12,10 @@ The DeCo article argues that Q-Former queries are sparse (they cover few concept
   MLPs) the Spearman correlation between centre rows/columns and the token's own grid row/column
   (1 = the grid order is preserved). Learned queries have no grid position, so for every projector we
   also report cell occupancy: the fraction of cells of an M-cell grid (the token grid, or the most
-  square factorisation of M) that contain at least one centre (1 = the tokens tile the image).
+  square factorisation of M) that contain at least one centre (1 = the tokens tile the image). For
+  grid tokens, own-window share: the fraction of a token's relevance that falls on the patches its
+  grid cell pools (the window adaptive average pooling would average; 1 for DeCo by construction);
+  what is left is drawn from neighbouring cells, a blur of which cell a feature belongs to.
 All results are plain floats (None where undefined), ready for JSON.
 """
 
@@ -156,4 +159,18 @@ def spatial_fidelity(q2p: torch.Tensor, grid: Grid, out_grid: Grid | None) -> di
     return {
         "grid_order_spearman": sum(rho) / len(rho) if rho else None,
         "cell_occupancy": sum(occupancy) / len(occupancy),
+        "own_window_share": own_window_share(q2p, grid, out_grid) if out_grid is not None else None,
     }
+
+
+def own_window_share(q2p: torch.Tensor, grid: Grid, out_grid: Grid) -> float | None:
+    """Mean fraction of each grid token's relevance [I, M, N] on the patches of its own pooling window."""
+    from deco.projectors.pooling import pooling_matrix
+
+    if q2p.shape[1] != out_grid[0] * out_grid[1] or q2p.shape[2] != grid[0] * grid[1]:
+        raise ShapeError(f"Query-to-Patch maps {tuple(q2p.shape)} do not match grid {grid} -> {out_grid}")
+    window = (pooling_matrix(grid, out_grid) > 0).to(q2p.dtype)  # [M, N]
+    mass = q2p.clamp(min=0).sum(-1)  # [I, M]
+    own = (q2p.clamp(min=0) * window).sum(-1)
+    valid = mass > 0
+    return float((own[valid] / mass[valid]).mean()) if valid.any() else None

@@ -77,6 +77,17 @@ def summarize_ladder(settings: DemoSettings, runs: list[dict[str, Any]], per_fam
     return summary
 
 
+RELEVANCE_KEYS = ("coverage", "own_window_share", "cell_occupancy", "grid_order_spearman")
+
+
+def add_relevance(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Put each rung's Query-to-Patch metrics (deco.analysis, mean over seeds) into its summary."""
+    for row in rows:
+        if row["model"] in summary:
+            summary[row["model"]]["relevance"] = {k: row.get(k) for k in RELEVANCE_KEYS} | {
+                f"{k}_sd": row.get(f"{k}_sd") for k in RELEVANCE_KEYS} | {"route": row.get("route")}
+
+
 def _options_text(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items()) or "demo default"
 
@@ -94,19 +105,24 @@ def markdown(summary: dict[str, Any], payload: dict[str, Any]) -> str:
         last = (s.get("diagnostics") or {}).get("last") or {}
         scale = (f"{last['projector_out_rms']:.3f} / {last['llm_embed_rms']:.3f}"
                  if last.get("projector_out_rms") is not None and last.get("llm_embed_rms") is not None else "-")
+        rel = s.get("relevance") or {}
+        own = rel.get("own_window_share")
         rows.append([name, s["projector"], _options_text(s["options"]), f"{s['projector_params']:,}",
                      f"{s['final']['overall']['mean']:.2f} ± {s['final']['overall']['std']:.2f}", gap, *fams,
-                     f"{probe['mean']:.2f}" if probe else "-", scale])
-    rows.append(["majority answer", "", "", "", "", "", *[f"{baseline.get(f, 0):.2f}" for f in families], "", ""])
+                     f"{probe['mean']:.2f}" if probe else "-", scale, "-" if own is None else f"{own:.2f}"])
+    rows.append(["majority answer", "", "", "", "", "", *[f"{baseline.get(f, 0):.2f}" for f in families], "", "",
+                 ""])
     lines = ["# deco demo --ladder", "",
              f"Seeds {payload['seeds']}; every rung at the demo's budget (stage 1 "
              f"{payload['settings']['train']['stage1_steps']} + stage 2 {payload['settings']['train']['stage2_steps']} "
              "steps), scored on the test split. Mean ± SD over seeds. `vs ref`: the rung's overall accuracy minus the "
              "reference rung's, with the noise (twice the seeds' spread of the difference, at least two binomial "
              "standard errors). `out/embed RMS`: RMS of the projector's output tokens vs the LM's input "
-             "embeddings at the last logged step.", ""]
+             "embeddings at the last logged step. `own window`: the share of each token's Query-to-Patch relevance "
+             "on the patches of its own pooling window (1 for DeCo by construction; the rest comes from neighbouring "
+             "cells), mean over seeds and test images.", ""]
     lines += md_table(["rung", "projector", "options", "params", "overall", "vs ref",
-                       *families, "same-token cos", "out/embed RMS"], rows)
+                       *families, "same-token cos", "out/embed RMS", "own window"], rows)
     lines += ["", "## Gradient norms per block (stage 2, mean over seeds: first / middle / last logged step)", ""]
     for name, s in summary.items():
         diag = s.get("diagnostics") or {}

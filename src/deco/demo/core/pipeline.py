@@ -239,6 +239,13 @@ def _run_ladder(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_
     runs = run_jobs(settings, assets, ladder.ladder_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints,
                     console)
     summary = ladder.summarize_ladder(settings, runs, runs[0]["final"]["counts"])
+    relevance: list[dict[str, Any]] = []
+    from deco.demo.core.evaluate import load_test
+
+    test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
+    _relevance_metrics(settings, runs_dir, seeds, test, assets.images, opts.out, console, relevance,
+                       names=list(settings.ladder.rungs))
+    ladder.add_relevance(summary, relevance)
     payload = {"command": " ".join(["deco", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("deco")
                else "deco demo --ladder", "machine": report.machine(), "workers": workers, "seeds": seeds,
                "majority_baseline": assets.data_summary["majority_baseline"], "settings": settings.to_dict(),
@@ -253,7 +260,7 @@ def _run_ladder(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_
 
 def _relevance_metrics(settings: Any, runs_dir: Path, seeds: list[int], test: list[dict[str, Any]],
                        image_folder: Path, out: Path, console: Console,
-                       relevance_rows: list[dict[str, Any]]) -> str | None:
+                       relevance_rows: list[dict[str, Any]], names: list[str] | None = None) -> str | None:
     """Redundancy / coverage / spatial-fidelity metrics of each trained projector (deco.analysis) for every
     seed, averaged over seeds (the spread in `<metric>_sd`), written to out/analysis/. Optional: the demo
     runs without the analysis package; returns the table's path."""
@@ -267,7 +274,7 @@ def _relevance_metrics(settings: Any, runs_dir: Path, seeds: list[int], test: li
     images = sorted({image_folder / q["image"] for q in test})[:16]
     per_seed: dict[str, list[dict[str, Any]]] = {}
     for seed in seeds:
-        models = {p: runs_dir / f"seed{seed}" / p / "stage2" / "final" for p in settings.projectors}
+        models = {p: runs_dir / f"seed{seed}" / p / "stage2" / "final" for p in names or settings.projectors}
         for row in compare_projectors({p: d for p, d in models.items() if d.is_dir()}, images):
             per_seed.setdefault(row["model"], []).append(row)
     rows = []

@@ -209,7 +209,8 @@ def relevance_section(rows: list[dict[str, Any]]) -> list[str]:
     """What each trained projector's tokens keep (deco.analysis), mean over seeds, with the caveat."""
     if not rows:
         return []
-    keys = ("same_index_cos", "within_mean_cos", "coverage", "grid_order_spearman", "cell_occupancy")
+    keys = ("same_index_cos", "within_mean_cos", "coverage", "grid_order_spearman", "cell_occupancy",
+            "own_window_share")
 
     def cell(row: dict[str, Any], key: str) -> str:
         value = row.get(key)
