@@ -119,3 +119,23 @@ def test_a_job_is_deterministic_under_a_fixed_seed(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert runs[0] == runs[1] and len(runs[0][1]) == 3
+
+
+def test_tiny_ladder_end_to_end_reports_rungs_diagnostics_and_relevance(tmp_path):
+    out = tmp_path / "out"
+    extra = {**TINY, "train.stage2_steps": 6, "train.checkpoints": 1, "train.diagnostics_every": 3}
+    opts = DemoOptions(ladder=True, rungs=["deco", "cabs-d0-nopos"], seeds=2, out=out, cache_dir=tmp_path / "cache",
+                       workers=2, extra=extra)
+    payload = run_demo(opts, Console(file=open(tmp_path / "console.txt", "w"), width=160))  # noqa: SIM115
+    ladder = json.loads((out / "ladder.json").read_text())
+    assert list(ladder["rungs"]) == ["deco", "cabs-d0-nopos"] == list(payload["rungs"])
+    assert ladder["seeds"] == [0, 1] and len(ladder["runs"]) == 4
+    rung = ladder["rungs"]["cabs-d0-nopos"]
+    assert rung["projector"] == "cabstractor" and rung["options"] == {"depth": 0, "pos_emb": False}
+    assert [p["seed"] for p in [r for r in ladder["runs"] if r["rung"] == "cabs-d0-nopos"]] == [0, 1]
+    assert rung["vs_reference"]["reference"] == "deco"
+    assert rung["diagnostics"]["last"]["step"] == 6 and rung["diagnostics"]["last"]["blocks"]["readout.0"]["grad_norm"] > 0
+    assert rung["relevance"]["own_window_share"] is not None
+    assert ladder["rungs"]["deco"]["relevance"]["own_window_share"] == pytest.approx(1.0)
+    text = (out / "ladder.md").read_text()
+    assert "| cabs-d0-nopos | cabstractor | depth=0, pos_emb=False |" in text and "readout.0" in text

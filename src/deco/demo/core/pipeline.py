@@ -183,7 +183,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         "test_questions_per_family": assets.data_summary["test_per_family"],
         "assets": {"built": assets.built, "encoder": assets.encoder_report, "data": assets.data_summary},
         "settings": settings.to_dict(),
-        "runs": [{k: v for k, v in r.items() if k != "answers"} for r in runs],
+        # per-step diagnostics stay in each run's diagnostics.jsonl (runs/); --ladder summarises them
+        "runs": [{k: v for k, v in r.items() if k not in ("answers", "diagnostics")} for r in runs],
     }
     payload["notes"] = notes.observations(payload)
     test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
