@@ -234,28 +234,36 @@ def _run_sweep(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_d
 def _run_ladder(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_dir: Path, seeds: list[int],
                 workers: int, start: float, console: Console) -> dict[str, Any]:
     """`--ladder`: every rung at every seed on the test split; writes ladder.json/.md."""
-    from deco.demo.core import ladder, report
+    from deco.demo.core import ladder
     from deco.demo.core.schedule import run_jobs
 
     runs = run_jobs(settings, assets, ladder.ladder_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints,
                     console)
-    summary = ladder.summarize_ladder(settings, runs, runs[0]["final"]["counts"])
-    relevance: list[dict[str, Any]] = []
+    return report_ladder(settings, assets, opts.out, seeds, runs, workers, start, console)
+
+
+def report_ladder(settings: DemoSettings, assets: Assets, out: Path, seeds: list[int], runs: list[dict[str, Any]],
+                  workers: int, start: float, console: Console) -> dict[str, Any]:
+    """Summary, relevance metrics of every rung's final models, ladder.json and ladder.md in `out` (the jobs'
+    run folders under out/runs)."""
+    from deco.demo.core import ladder, report
     from deco.demo.core.evaluate import load_test
 
+    summary = ladder.summarize_ladder(settings, runs, runs[0]["final"]["counts"])
+    relevance: list[dict[str, Any]] = []
     test = load_test(assets.data_dir / "test.json", settings.eval.test_images)
-    _relevance_metrics(settings, runs_dir, seeds, test, assets.images, opts.out, console, relevance,
+    _relevance_metrics(settings, out / "runs", seeds, test, assets.images, out, console, relevance,
                        names=list(settings.ladder.rungs))
     ladder.add_relevance(summary, relevance)
     payload = {"command": " ".join(["deco", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("deco")
                else "deco demo --ladder", "machine": report.machine(), "workers": workers, "seeds": seeds,
                "majority_baseline": assets.data_summary["majority_baseline"], "settings": settings.to_dict(),
                "wall_seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(report.cpu_seconds(), 1),
-               "runs": [{k: v for k, v in r.items() if k not in ("answers", "diagnostics")} for r in runs]}
-    ladder.write(opts.out, summary, payload)
+               "runs": [{k: v for k, v in r.items() if k not in ("answers", "diagnostics", "losses")} for r in runs]}
+    ladder.write(out, summary, payload)
     if not console.is_terminal:
         console.width = max(console.width, 150)
-    console.print((opts.out / "ladder.md").read_text(encoding="utf-8"), markup=False)
+    console.print((out / "ladder.md").read_text(encoding="utf-8"), markup=False)
     return {**payload, "rungs": summary}
 
 

@@ -201,7 +201,7 @@ DEFAULT_PROJECTOR_OPTIONS: dict[str, Any] = {
     "mlp": {},
     "deco": {},
     "qformer": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512},
-    "cabstractor": {"depth": 1, "hidden_size": 128},
+    "cabstractor": {"depth": 1, "hidden_size": 128, "zero_init_last": True},
     "dabstractor": {"num_layers": 2, "num_heads": 4, "num_points": 4, "ffn_width": 256, "hidden_size": 128},
 }
 
