@@ -211,3 +211,15 @@ def test_dabstractor_pooled_v_target_puts_pooled_features_where_honeybee_does(ta
         assert torch.equal(seen["pos"], learned[..., :16]) and torch.equal(seen["x"], learned[..., 16:])
     with pytest.raises(ConfigError, match="pooled_v_target"):
         build_projector("dabstractor", 16, 16, {**opts, "pooled_v_target": "key"})
+
+
+def test_sweep_never_chooses_a_diverged_setting_and_says_so():
+    diverged = _result("qformer", 3e-2, 0.0, 0.0)
+    diverged["diverged"] = "non-finite loss nan at step 12"
+    results = [_result("qformer", 1e-3, 0.03, 0.4), diverged]
+    chosen = sweep.choose(results, 0.03)
+    assert chosen["qformer"]["chosen_lr"] == 1e-3
+    assert [s["diverged"] for s in chosen["qformer"]["settings"]] == [False, True]
+    text = sweep.markdown(chosen, {"validation_questions": 10, "seed": 50,
+                                   "settings": {"train": {"stage1_steps": 1, "stage2_steps": 2, "warmup_ratio": 0.03}}})
+    assert "| qformer | 0.40 * | diverged |" in text

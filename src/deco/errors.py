@@ -15,3 +15,7 @@ class ShapeError(DecoError, ValueError):
 
 class DataError(DecoError, ValueError):
     """A data file or sample is malformed; the message names the file, line or sample id."""
+
+
+class NonFiniteError(DecoError):
+    """Training met a non-finite loss or gradient norm (train.on_nonfinite=error); names the step and samples."""

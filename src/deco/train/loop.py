@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from deco.config import TrainSection
-from deco.errors import DecoError
+from deco.errors import NonFiniteError
 from deco.train import accel
 from deco.train.batches import BatchPlan
 from deco.train.diagnostics import BlockDiagnostics
@@ -153,7 +153,7 @@ class Loop:
         ids = bad or [i for b in micro for i in b["sample_ids"]]
         all_ids = [i for part in gather_object([ids]) for i in part] if self.accelerator.num_processes > 1 else ids
         if self.train.on_nonfinite == "error":
-            raise DecoError(
+            raise NonFiniteError(
                 f"non-finite {what} at step {step} (epoch {self.state.epoch}); batch sample ids: "
                 f"{all_ids[:20]}{' ...' if len(all_ids) > 20 else ''}. Nothing was written for this step; "
                 "set train.on_nonfinite=skip to skip such steps"

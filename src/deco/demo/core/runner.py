@@ -22,6 +22,7 @@ from deco.config import Config, config_from_dict
 from deco.demo.core.cache import Assets
 from deco.demo.core.evaluate import answer_all, load_test, score
 from deco.demo.core.settings import DemoSettings
+from deco.errors import NonFiniteError
 from deco.projectors import get_projector_class
 from deco.train.diagnostics import DIAGNOSTICS_FILE, read_diagnostics
 
@@ -219,6 +220,17 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _diverged(job: dict[str, Any], settings: DemoSettings, assets: Assets, root: Path, message: str) -> dict[str, Any]:
+    """A sweep setting whose training met a non-finite loss: every question counts as wrong."""
+    questions, _, _ = eval_plan(settings, assets, job.get("split", "test"))
+    result = {"projector": job["projector"], "seed": job["seed"], "lr": job.get("lr"), "warmup": job.get("warmup"),
+              "split": job.get("split", "test"), "rung": job.get("rung"), "options": job.get("options"),
+              "diverged": message, "final": score(questions, [""] * len(questions), settings.kind), "curve": [],
+              "probe": [], "answers": {}}
+    (root / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    return result
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One (projector, seed): train both stages, evaluate, write `result.json`. Runs in a worker
     process: its output goes to `log.txt`, its progress to `progress.json` (the parent draws bars)."""
@@ -245,8 +257,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         os.replace(tmp, root / "progress.json")
 
     started, cpu_start = time.perf_counter(), _cpu_seconds()
-    times = train_projector(settings, assets, job["projector"], root, job["seed"], progress, job.get("lr"),
-                            job.get("options"), job.get("warmup"))
+    try:
+        times = train_projector(settings, assets, job["projector"], root, job["seed"], progress, job.get("lr"),
+                                job.get("options"), job.get("warmup"))
+    except NonFiniteError as exc:
+        if job.get("split") != "val":  # the comparison stops on it; a sweep records the setting as diverged
+            raise
+        return _diverged(job, settings, assets, root, str(exc))
     eval_start = time.perf_counter()
     result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"],
                           job.get("split", "test"))

@@ -36,13 +36,18 @@ def _warmup(result: dict[str, Any], default: float) -> float:
     return default if result.get("warmup") is None else float(result["warmup"])
 
 
+def is_diverged(result: dict[str, Any]) -> bool:
+    """Did the job's training stop on a non-finite loss (recorded, every answer counted wrong)?"""
+    return bool(result.get("diverged"))
+
+
 def choose(results: list[dict[str, Any]], default_warmup: float = 0.03) -> dict[str, dict[str, Any]]:
     """Per projector: the chosen learning rate and warmup ratio, and every setting's validation accuracy."""
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(r["projector"] for r in results):
         mine = sorted((r for r in results if r["projector"] == name), key=lambda r: (r["lr"], -_warmup(r, default_warmup)))
-        best = max(mine, key=lambda r: (r["final"]["overall"] - _COLLAPSED_PENALTY * is_collapsed(r), -r["lr"],
-                                        _warmup(r, default_warmup)))
+        best = max(mine, key=lambda r: (r["final"]["overall"] - _COLLAPSED_PENALTY * (is_collapsed(r) or is_diverged(r)),
+                                        -r["lr"], _warmup(r, default_warmup)))
         out[name] = {
             "chosen_lr": best["lr"],
             "chosen_warmup": _warmup(best, default_warmup),
@@ -50,7 +55,8 @@ def choose(results: list[dict[str, Any]], default_warmup: float = 0.03) -> dict[
                           "val_overall": round(r["final"]["overall"], 4),
                           "val_families": {f: round(v, 4) for f, v in r["final"]["families"].items()},
                           "same_index_cos": (final_probe(r) or {}).get("same_index_cos"),
-                          "collapsed": is_collapsed(r), "questions": r["final"]["questions"]} for r in mine],
+                          "collapsed": is_collapsed(r), "diverged": is_diverged(r),
+                          "questions": r["final"]["questions"]} for r in mine],
         }
     return out
 
@@ -71,7 +77,8 @@ def markdown(chosen: dict[str, dict[str, Any]], payload: dict[str, Any]) -> str:
                      key=lambda c: (c[0], -c[1]))
     rows = []
     for name, info in chosen.items():
-        cells = {(s["lr"], s["warmup"]): f"{s['val_overall']:.2f}" + (" (collapsed)" if s["collapsed"] else "")
+        cells = {(s["lr"], s["warmup"]): ("diverged" if s.get("diverged") else f"{s['val_overall']:.2f}")
+                 + (" (collapsed)" if s["collapsed"] else "")
                  + (" *" if (s["lr"], s["warmup"]) == (info["chosen_lr"], info["chosen_warmup"]) else "")
                  for s in info["settings"]}
         rows.append([name, *[cells.get(c, "-") for c in columns]])
