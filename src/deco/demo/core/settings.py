@@ -75,7 +75,9 @@ class LMSettings:
 
 # Chosen by `deco demo --sweep --steps 400` (1e-3, 3e-3, 1e-2 each; validation split; 2026-12-03,
 # scenes of 2-3 objects; benchmarks/demo/sweep-min2-2core-2026-12-03/): the best validation accuracy.
-SWEPT_LRS = {"mlp": 3.0e-3, "deco": 1.0e-3, "qformer": 3.0e-3, "cabstractor": 1.0e-2, "dabstractor": 1.0e-3}
+SWEPT_LRS = {"mlp": 3.0e-3, "deco": 1.0e-3, "qformer": 1.0e-3, "cabstractor": 3.0e-4, "dabstractor": 1.0e-3}
+# Warmup ratios other than train.warmup_ratio, from the same sweep (no warmup scored best for these three).
+SWEPT_WARMUPS = {"qformer": 0.0, "cabstractor": 0.0, "dabstractor": 0.0}
 
 
 @dataclass
@@ -94,7 +96,7 @@ class TrainSettings:
     # --sweep` on the validation split; projectors not listed use stage1_lr / stage2_lr.
     projector_lrs: dict[str, float] = field(default_factory=lambda: dict(SWEPT_LRS))
     # Per projector, its warmup ratio (from the sweep); projectors not listed use warmup_ratio.
-    projector_warmups: dict[str, float] = field(default_factory=dict)
+    projector_warmups: dict[str, float] = field(default_factory=lambda: dict(SWEPT_WARMUPS))
     # Every N steps, per-block gradient norms and weight/activation scales of the projector
     # (deco.train.diagnostics; the ladder reads them); 0 = off.
     diagnostics_every: int = 25
