@@ -22,7 +22,6 @@ from pathlib import Path
 from deco.data.images import DEFAULT_MAX_PIXELS, load_image
 from deco.data.records import (
     Record,
-    outside_folder,
     outside_message,
     read_located,
     resolve_image,
@@ -117,15 +116,17 @@ def image_problems(
     or (with `decode`) undecodable; plus the number of images decoded and the seconds it took."""
     problems: dict[int, tuple[str, str]] = {}
     to_decode: dict[Path, list[int]] = {}
+    # Each distinct path is resolved and stat'ed once: LLaVA-665K names ~620K images in ~530K distinct
+    # files, and resolving symlinks costs ~40 us a path (a quarter of a minute per million).
+    root = None if image_folder is None or allow_outside else Path(image_folder).resolve()
+    verdicts: dict[str, tuple[Path, tuple[str, str] | None]] = {}
     for i, rec in enumerate(records):
         for rel in rec.images:
-            path = resolve_image(image_folder, rel)
-            real = None if allow_outside else outside_folder(image_folder, path)
-            if real is not None:
-                problems.setdefault(i, ("outside_image_folder", outside_message(image_folder or "", rel, real)))
-            elif not path.is_file():
-                what = "is a directory, not an image file" if path.is_dir() else "not found"
-                problems.setdefault(i, ("missing_image", f"image file {what}: {path}"))
+            if rel not in verdicts:
+                verdicts[rel] = _verdict(image_folder, rel, root)
+            path, problem = verdicts[rel]
+            if problem is not None:
+                problems.setdefault(i, problem)
             elif decode:
                 to_decode.setdefault(path, []).append(i)
     started = time.perf_counter()
@@ -135,6 +136,20 @@ def image_problems(
         for i in to_decode[path]:
             problems.setdefault(i, ("unreadable_image", reason))
     return problems, len(to_decode), seconds
+
+
+def _verdict(image_folder: str | Path | None, rel: str, root: Path | None) -> tuple[Path, tuple[str, str] | None]:
+    """(file, None) for a usable image path, or (file, (reason kind, message)) when it is outside the folder
+    (`root`, resolved; None when anything goes) or not a file."""
+    path = resolve_image(image_folder, rel)
+    if root is not None:
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            return path, ("outside_image_folder", outside_message(image_folder or "", rel, real))
+    if not path.is_file():
+        what = "is a directory, not an image file" if path.is_dir() else "not found"
+        return path, ("missing_image", f"image file {what}: {path}")
+    return path, None
 
 
 def _line_of(source: str) -> tuple[str, int | None]:

@@ -128,14 +128,19 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[Any, str]]:
 
 def _parse_json_list(path: Path, text: str) -> list[tuple[Any, str]]:
     """Parse `[obj, obj, ...]` element by element, keeping each element's line:column."""
-    # Count lines incrementally (positions only move forward): a 1 GB file has tens of millions of lines.
-    seen = [0, 1]  # [position, its line number]
+    # Positions only move forward, so lines and the start of the current line are tracked incrementally:
+    # a 1 GB file has tens of millions of lines, or (as json.dump writes it) none at all, and a column
+    # found by scanning back to the previous newline would cost O(file) per record.
+    seen = [0, 1, 0]  # [position, its line number, where that line starts]
 
     def at(pos: int) -> str:
-        start, line = seen if pos >= seen[0] else (0, 1)
-        line += text.count("\n", start, pos)
-        seen[:] = [pos, line]
-        return f"{path}:{line}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+        start, line, line_start = seen if pos >= seen[0] else (0, 1, 0)
+        newlines = text.count("\n", start, pos)
+        if newlines:
+            line += newlines
+            line_start = text.rfind("\n", start, pos) + 1
+        seen[:] = [pos, line, line_start]
+        return f"{path}:{line}:{pos - line_start + 1}"
 
     def fail(pos: int, msg: str) -> DataError:
         return DataError(f"{at(pos)}: malformed JSON: {msg}")
@@ -263,14 +268,6 @@ def _check_markers(
 def resolve_image(image_folder: str | Path | None, relative: str) -> Path:
     """The file of an image path from a record (relative to `image_folder`, or as given if None)."""
     return Path(relative) if image_folder is None else Path(image_folder) / relative
-
-
-def outside_folder(image_folder: str | Path | None, path: Path) -> Path | None:
-    """The resolved file (symlinks followed) when it lies outside `image_folder`, else None."""
-    if image_folder is None:
-        return None
-    real, root = path.resolve(), Path(image_folder).resolve()
-    return None if real.is_relative_to(root) else real
 
 
 def outside_message(image_folder: str | Path, relative: str, real: Path) -> str:
