@@ -8,6 +8,21 @@ import pytest
 
 from deco.data.toy import write_toy_dataset
 
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tokenized-index caches (data.cache_dir: auto) go to a folder of this test session, not ~/.cache,
+    so that tests neither share nor leave caches (subprocesses inherit the variable)."""
+    import os
+
+    before = os.environ.get("DECO_DATA_CACHE")
+    os.environ["DECO_DATA_CACHE"] = str(tmp_path_factory.mktemp("deco-cache"))
+    yield
+    if before is None:
+        os.environ.pop("DECO_DATA_CACHE", None)
+    else:
+        os.environ["DECO_DATA_CACHE"] = before
+
 # The library's toy dataset writer, under the name the tests use.
 write_llava_dataset = write_toy_dataset
 

@@ -151,7 +151,7 @@ def test_dataset_blocks_have_the_models_token_count_and_no_loss(tmp_path):
     # the same views the inference processor makes of the same file
     for name in SIZES:
         at_inference = proc("<image>", images=[Image.open(folder / f"{name}.png")])["pixel_values"]
-        from_dataset = ds[ds.sample_ids.index(name)]["pixel_values"]
+        from_dataset = ds[list(ds.sample_ids).index(name)]["pixel_values"]
         torch.testing.assert_close(from_dataset, at_inference, rtol=0, atol=0)
 
 
@@ -172,8 +172,8 @@ def test_truncation_never_cuts_an_anyres_block(tmp_path):
     items = [rec("wide", "wide.png"), rec("big", "big.png")]
     # "plain": BOS, the block, the caption. The big (2x2) block ends at 1 + 51, the wide (1x3) one at 1 + 39.
     ds = anyres_dataset(model, folder, items, max_length=48, template="plain", on_bad_sample="skip")
-    assert ds.sample_ids == ["wide"] and ds.skipped_ids["image_truncated"] == ["big"]
-    assert ds.lengths == [48] and len(ds[0]["input_ids"]) == 48  # the caption is cut, the block is whole
+    assert list(ds.sample_ids) == ["wide"] and ds.skipped_ids["image_truncated"] == ["big"]
+    assert ds.lengths.tolist() == [48] and len(ds[0]["input_ids"]) == 48  # the caption is cut, the block is whole
     with pytest.raises(DataError, match=r"sample 'big': max_length 48 would cut the image placeholder block"):
         anyres_dataset(model, folder, items, max_length=48, template="plain")
 
@@ -188,7 +188,7 @@ def test_bad_images_name_the_sample_and_the_file(tmp_path):
         anyres_dataset(model, folder, [rec("gone", "gone.png")])
     items = [rec("a", "wide.png"), rec("b", "broken.png"), rec("gone", "gone.png")]
     ds = anyres_dataset(model, folder, items, on_bad_sample="skip")
-    assert ds.sample_ids == ["a"] and ds.skipped["unreadable_image"] == ds.skipped["missing_image"] == 1
+    assert list(ds.sample_ids) == ["a"] and ds.skipped["unreadable_image"] == ds.skipped["missing_image"] == 1
     (folder / "wide.png").write_bytes(b"changed after the build")
     with pytest.raises(DataError, match=r"sample 'a'.*wide.png"):
         ds[0]

@@ -74,7 +74,7 @@ def test_image_becomes_m_placeholders_without_loss(folder, style):
     assert torch.allclose(sample["pixel_values"][0, 0], torch.ones(SIZE, SIZE))  # red channel of red.png
     assert proc.tokenizer.decode(labels[labels != IGNORE_INDEX]) == "Red.<|im_end|>"
     assert ds[1]["pixel_values"] is None and ds[1]["sample_id"] == "b"
-    assert ds.lengths == [len(ids), len(ds[1]["input_ids"])]
+    assert ds.lengths.tolist() == [len(ids), len(ds[1]["input_ids"])]
     assert ds.modality_lengths == [len(ids), -len(ds[1]["input_ids"])]
 
 
@@ -86,13 +86,13 @@ def test_loads_from_a_json_file(folder):
     text_only = ds[1]  # plain on a text-only sample: the caption alone, all of it with loss
     assert text_only["labels"].tolist() == [IGNORE_INDEX] + text_only["input_ids"].tolist()[1:]
     ds = ConversationDataset(path, folder, make_processor(), "vicuna_v1", 512)
-    assert ds.sample_ids == ["a", "b"]
+    assert list(ds.sample_ids) == ["a", "b"]
 
 
 def test_truncation_keeps_the_image_block_and_cuts_text(folder):
     proc = make_processor()
     full = dataset(folder, [img_rec("a", "red.png", answer="A long answer about the red square.")])
-    n = full.lengths[0]
+    n = int(full.lengths[0])
     cut = dataset(
         folder, [img_rec("a", "red.png", answer="A long answer about the red square.")], max_length=n - 10
     )
@@ -112,7 +112,7 @@ def test_truncation_through_the_image_block_is_a_bad_sample(folder, caplog):
         dataset(folder, items, template="plain", max_length=3)
     with caplog.at_level(logging.WARNING, logger="deco.data.dataset"):
         ds = dataset(folder, items, template="plain", max_length=3, on_bad_sample="skip")
-    assert ds.sample_ids == ["fine"] and ds[0]["input_ids"].tolist() == [1] + ds[0]["labels"].tolist()[1:]
+    assert list(ds.sample_ids) == ["fine"] and ds[0]["input_ids"].tolist() == [1] + ds[0]["labels"].tolist()[1:]
     assert ds.skipped["image_truncated"] == 1 and ds.skipped_ids["image_truncated"] == ["cut-me"]
     assert "cut-me" in caplog.text and "image_truncated" in caplog.text
 
@@ -134,7 +134,7 @@ def test_empty_loss_after_truncation_errors_or_is_counted(folder, caplog):
         dataset(folder, items, max_length=limit)
     with caplog.at_level(logging.WARNING):
         ds = dataset(folder, items, max_length=limit, on_bad_sample="skip")
-    assert ds.sample_ids == ["ok"] and ds.skipped["empty_loss"] == 1 and ds.num_skipped == 1
+    assert list(ds.sample_ids) == ["ok"] and ds.skipped["empty_loss"] == 1 and ds.num_skipped == 1
     assert "no-answer" in caplog.text
 
 
@@ -159,7 +159,7 @@ def test_template_rejection_is_a_bad_sample(folder):
     with pytest.raises(DataError, match="sample 'multi': template 'plain'"):
         dataset(folder, items, template="plain")
     ds = dataset(folder, items, template="plain", on_bad_sample="skip")
-    assert ds.sample_ids == ["single"] and ds.skipped["bad_for_template"] == 1
+    assert list(ds.sample_ids) == ["single"] and ds.skipped["bad_for_template"] == 1
 
 
 def test_tokenization_mismatch_errors_or_is_counted(folder):
@@ -183,7 +183,7 @@ def test_missing_image_lazily_or_upfront(folder):
     with pytest.raises(DataError, match="sample 'gone': image file not found"):
         dataset(folder, items, check_images=True)
     ds = dataset(folder, items, check_images=True, on_bad_sample="skip")
-    assert ds.sample_ids == ["here"] and ds.skipped["missing_image"] == 1
+    assert list(ds.sample_ids) == ["here"] and ds.skipped["missing_image"] == 1
 
 
 def test_corrupt_image_names_file_and_sample(folder):

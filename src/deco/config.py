@@ -102,6 +102,10 @@ class DataSection:
     allow_outside_image_folder: bool = False
     allow_multi_image: bool = False
     group_by_modality_length: bool = False
+    # Where the tokenized index is cached (deco.data.index_cache): "auto" ($DECO_DATA_CACHE, else $DECO_CACHE/data,
+    # else ~/.cache/deco/data), a folder, or null to tokenize at every start. Keyed by the data file's hash,
+    # the image manifest, tokenizer, template, max_length and processor geometry, so it is never stale.
+    cache_dir: str | None = "auto"
     # DataLoader worker processes; "auto": from the cores this process may use and its torch threads
     # (deco.train.loader.auto_workers: on a CPU, the cores the threads leave free).
     num_workers: int | Literal["auto"] = "auto"

@@ -22,6 +22,7 @@ length then use the exact block, and loading tiles the image with that same layo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from collections.abc import Sequence
@@ -33,8 +34,17 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from deco.data.check import image_problems
+from deco.data.columns import StringColumn, ragged_offsets
 from deco.data.encoding import IGNORE_INDEX, ConversationEncoder, Encoded
 from deco.data.images import DEFAULT_MAX_PIXELS, load_image
+from deco.data.index_cache import (
+    index_key,
+    load_index,
+    manifest_rows,
+    records_summary,
+    save_index,
+    tokenizer_identity,
+)
 from deco.data.records import Record, load_records, resolve_image
 from deco.data.templates import Template, get_template
 from deco.errors import ConfigError, DataError
@@ -69,7 +79,12 @@ class ConversationDataset(Dataset):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         allow_outside_image_folder: bool = False,
         check_workers: int | None = None,
+        cache_dir: str | Path | None = None,
+        loaded: Sequence[Record] | None = None,
     ) -> None:
+        """`records`: validated records, or the path of a LLaVA JSON/JSONL file. With a path and `cache_dir`,
+        the built index is cached there and reused by any later build with the same inputs
+        (deco.data.index_cache); `loaded` passes the file's records when the caller has read them already."""
         if on_bad_sample not in ("error", "skip"):
             raise ConfigError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         if check_images not in _CHECK_MODES:
@@ -80,10 +95,6 @@ class ConversationDataset(Dataset):
             raise ConfigError(
                 "the tokenizer has no pad token; call deco.model.tokenizer.ensure_pad_token on it"
             )
-        if isinstance(records, (str, Path)):
-            records = load_records(records, allow_multi_image=allow_multi_image)
-        if not records:
-            raise DataError("empty dataset (no records)")
         self.processor = processor
         self.template = get_template(template)
         self.image_folder = None if image_folder is None else Path(image_folder)
@@ -97,8 +108,33 @@ class ConversationDataset(Dataset):
         self.allow_outside_image_folder = allow_outside_image_folder
         self.check_workers = check_workers
         self.images_checked = (0, 0.0)  # (images decoded up front, seconds)
-        self._build(records, ConversationEncoder(processor.tokenizer, self.template), system,
-                    _CHECK_MODES[check_images])
+        self.index_dir: Path | None = None  # the cached index this dataset was read from or saved to
+        self.cache_hit = False
+        check = _CHECK_MODES[check_images]
+        if isinstance(records, (str, Path)):
+            if cache_dir is not None:
+                summary, read = records_summary(records, allow_multi_image, Path(cache_dir), loaded)
+                self.index_dir = Path(cache_dir) / index_key(
+                    self._key_parts(summary.data_sha256, manifest_rows(summary.images, image_folder), system,
+                                    check, allow_multi_image))
+                found = load_index(self.index_dir)
+                if found is not None:
+                    self._adopt(*found)
+                    self.cache_hit = True
+                    log.info("tokenized index read from %s (%d samples)", self.index_dir, len(self))
+                    return
+                loaded = loaded if loaded is not None else read
+            records = loaded if loaded is not None else load_records(records, allow_multi_image=allow_multi_image)
+        if not records:
+            raise DataError("empty dataset (no records)")
+        self._build(records, ConversationEncoder(processor.tokenizer, self.template), system, check)
+        if self.index_dir is not None:
+            try:
+                save_index(self.index_dir, *self._index_contents(len(records)))
+            except OSError as exc:  # a full or read-only cache costs the next start time, not this run
+                log.warning("could not cache the tokenized index in %s (%s); the next start tokenizes again",
+                            self.index_dir, exc)
+                self.index_dir = None
 
     # ---- building the index -------------------------------------------------------------------
 
@@ -115,12 +151,12 @@ class ConversationDataset(Dataset):
                         if check is not None or p[0] == "outside_image_folder"}
         ids_parts: list[np.ndarray] = []
         mask_parts: list[np.ndarray] = []
-        self.sample_ids: list[str] = []
-        self._sources: list[str] = []
-        self._images: list[tuple[str, ...]] = []
+        sample_ids: list[str] = []
+        sources: list[str] = []
+        images: list[tuple[str, ...]] = []
+        lengths: list[int] = []
         # AnyRes only: each sample's image layouts, fixed here so block lengths are known up front.
-        self._layouts: list[tuple[Layout, ...]] | None = [] if self.processor.anyres is not None else None
-        self.lengths: list[int] = []
+        layouts_of: list[tuple[Layout, ...]] | None = [] if self.processor.anyres is not None else None
         for start in range(0, len(records), _CHUNK):
             chunk = records[start : start + _CHUNK]
             rendered, todo = [], []
@@ -137,7 +173,7 @@ class ConversationDataset(Dataset):
                 if isinstance(enc, DataError):
                     self._bad(rec, "tokenization_mismatch", str(enc))
                     continue
-                layouts = self._choose_layouts(rec) if self._layouts is not None else ()
+                layouts = self._choose_layouts(rec) if layouts_of is not None else ()
                 if layouts is None:
                     continue
                 kept = self._fit(rec, enc, self._block_sizes(layouts, len(rec.images)))
@@ -145,19 +181,84 @@ class ConversationDataset(Dataset):
                     ids, mask, length = kept
                     ids_parts.append(ids)
                     mask_parts.append(mask)
-                    self.sample_ids.append(rec.id)
-                    self._sources.append(rec.source)
-                    self._images.append(rec.images)
-                    self.lengths.append(length)
-                    if self._layouts is not None:
-                        self._layouts.append(layouts)
-        if not self.sample_ids:
+                    sample_ids.append(rec.id)
+                    sources.append(rec.source)
+                    images.append(rec.images)
+                    lengths.append(length)
+                    if layouts_of is not None:
+                        layouts_of.append(layouts)
+        if not sample_ids:
             raise DataError(
                 f"empty dataset: all {len(records)} samples were skipped ({self._skip_summary()})"
             )
-        self._offsets = np.cumsum([0] + [len(p) for p in ids_parts])
+        # Flat arrays and string columns, not per-sample Python objects: forked workers share them.
+        self._offsets = ragged_offsets([len(p) for p in ids_parts])
         self._ids = np.concatenate(ids_parts)  # int32, unexpanded: one id per <image>
         self._mask = np.concatenate(mask_parts)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.sample_ids = StringColumn.of(sample_ids)
+        self._sources = StringColumn.of(sources)
+        self._image_paths = StringColumn.of(rel for paths in images for rel in paths)
+        self._image_offsets = ragged_offsets([len(paths) for paths in images])
+        self._layout_array = (None if layouts_of is None else
+                              np.asarray([lay for lays in layouts_of for lay in lays], dtype=np.int64).reshape(-1, 2))
+
+    # ---- the cached index (deco.data.index_cache) ---------------------------------------------
+
+    def _key_parts(self, data_sha256: str, manifest: list[str], system: str | None, check: str | None,
+                   allow_multi_image: bool) -> dict[str, object]:
+        """Everything the index depends on besides the code (see deco.data.index_cache)."""
+        anyres = self.processor.anyres
+        return {
+            "dataset": type(self).__name__,
+            "data_sha256": data_sha256,
+            "images_manifest_sha256": hashlib.sha256("\n".join(manifest).encode("utf-8")).hexdigest(),
+            "tokenizer": tokenizer_identity(self.processor.tokenizer),
+            "template": repr(self.template), "system": system, "max_length": self.max_length,
+            "image_tokens": self.processor.num_image_tokens, "image_token_id": self.processor.image_token_id,
+            "layout_token_id": self.processor.layout_token_id,
+            "anyres": None if anyres is None else [anyres.tile_size, anyres.tile_tokens, anyres.token_grid,
+                                                   anyres.layouts, anyres.max_tiles, anyres.layout_tokens],
+            "on_bad_sample": self.on_bad_sample, "check_images": check,
+            "image_folder": None if self.image_folder is None else str(self.image_folder.resolve()),
+            "allow_outside_image_folder": self.allow_outside_image_folder,
+            "allow_multi_image": allow_multi_image, "max_pixels": self.max_pixels,
+        }
+
+    def _index_contents(self, num_records: int) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        arrays = {"ids": self._ids, "mask": self._mask, "offsets": self._offsets, "lengths": self.lengths,
+                  "image_offsets": self._image_offsets, **self.sample_ids.arrays("sample_ids"),
+                  **self._sources.arrays("sources"), **self._image_paths.arrays("image_paths")}
+        if self._layout_array is not None:
+            arrays["layouts"] = self._layout_array
+        meta = {"records": num_records, "skipped": self.skipped, "skipped_ids": self.skipped_ids,
+                "bad_samples": self.bad_samples, "images_checked": list(self.images_checked)}
+        return arrays, meta
+
+    def _adopt(self, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
+        """Take a cached index (arrays mapped from disk) as this dataset's."""
+        self._ids, self._mask, self._offsets = arrays["ids"], arrays["mask"], arrays["offsets"]
+        self.lengths, self._image_offsets = arrays["lengths"], arrays["image_offsets"]
+        self.sample_ids = StringColumn.from_arrays(arrays, "sample_ids")
+        self._sources = StringColumn.from_arrays(arrays, "sources")
+        self._image_paths = StringColumn.from_arrays(arrays, "image_paths")
+        self._layout_array = arrays.get("layouts")
+        self.skipped.update(meta["skipped"])  # type: ignore[arg-type]
+        self.skipped_ids.update(meta["skipped_ids"])  # type: ignore[arg-type]
+        self.bad_samples = list(meta["bad_samples"])  # type: ignore[call-overload]
+        self.images_checked = tuple(meta["images_checked"])  # type: ignore[assignment]
+        if self.num_skipped:
+            log.warning("the cached index skipped %d sample(s) (%s)", self.num_skipped, self._skip_summary())
+
+    def _images_of(self, index: int) -> tuple[str, ...]:
+        lo, hi = int(self._image_offsets[index]), int(self._image_offsets[index + 1])
+        return tuple(self._image_paths[k] for k in range(lo, hi))
+
+    def _layouts_of(self, index: int) -> tuple[Layout, ...]:
+        if self._layout_array is None:
+            return ()
+        lo, hi = int(self._image_offsets[index]), int(self._image_offsets[index + 1])
+        return tuple((int(r), int(c)) for r, c in self._layout_array[lo:hi])
 
     def _block_sizes(self, layouts: Sequence[Layout], n_images: int) -> np.ndarray:
         """Token positions each `<image>` expands to: M, or with AnyRes its layout's block length."""
@@ -248,7 +349,8 @@ class ConversationDataset(Dataset):
     @property
     def modality_lengths(self) -> list[int]:
         """Lengths, positive for samples with images and negative for text-only ones (as LLaVA)."""
-        return [n if imgs else -n for n, imgs in zip(self.lengths, self._images, strict=True)]
+        has_image = np.diff(self._image_offsets) > 0
+        return np.where(has_image, self.lengths, -np.asarray(self.lengths)).tolist()
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -258,7 +360,7 @@ class ConversationDataset(Dataset):
         ids, mask = self._ids[lo:hi].astype(np.int64), self._mask[lo:hi]
         labels = np.where(mask, ids, IGNORE_INDEX)
         is_image = ids == self.processor.image_token_id
-        layouts = self._layouts[index] if self._layouts is not None else ()
+        layouts = self._layouts_of(index)
         # Expand each <image> id to its block (label -100), then cut at the length fixed at build time.
         reps = np.ones(len(ids), dtype=np.int64)
         reps[is_image] = self._block_sizes(layouts, int(is_image.sum()))
@@ -270,7 +372,7 @@ class ConversationDataset(Dataset):
             for start, layout in zip(starts, layouts, strict=True):
                 block = anyres.block(layout, image_id, layout_id)
                 expanded[start : start + len(block)] = block
-        length = self.lengths[index]
+        length = int(self.lengths[index])
         sample: dict[str, object] = {
             "input_ids": torch.from_numpy(expanded[:length]),  # [T]
             "labels": torch.from_numpy(labels[:length]),  # [T]
@@ -282,9 +384,10 @@ class ConversationDataset(Dataset):
         return sample
 
     def _load_images(self, index: int) -> torch.Tensor | None:
-        paths = self._images[index]
+        paths = self._images_of(index)
         if not paths:
             return None
+        layouts = self._layouts_of(index)
         tensors = []
         for i, rel in enumerate(paths):
             path = resolve_image(self.image_folder, rel)
@@ -294,10 +397,10 @@ class ConversationDataset(Dataset):
             except DataError as exc:
                 raise DataError(f"{where}: {exc}") from None
             anyres = self.processor.anyres
-            if anyres is None or self._layouts is None:
+            if anyres is None or not layouts:
                 tensors.append(self.processor.preprocess_image(image)[None])  # [1, 3, H, W]
             else:  # the layout fixed at build time, so the block length always matches
-                views, _ = anyres.views(image, self._layouts[index][i], f"{where}: image {path}")
+                views, _ = anyres.views(image, layouts[i], f"{where}: image {path}")
                 tensors.append(views)  # [1 + rows*cols, 3, S, S]
         return torch.cat(tensors)  # [n_images (AnyRes: n_views), 3, H, W]
 

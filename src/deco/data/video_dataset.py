@@ -55,7 +55,7 @@ class VideoConversationDataset(ConversationDataset):
                          allow_multi_image=allow_multi_image, **kwargs)
 
     def _load_images(self, index: int) -> torch.Tensor | None:
-        paths = self._images[index]
+        paths = self._images_of(index)
         if not paths:
             return None
         videos = []

@@ -1,6 +1,7 @@
 """What data a run trained on, by content rather than by path: the data file's hash and an image manifest.
 
-The data file is hashed in full (SHA-256; about a second per GB). Images are too many to hash, so a
+The data file is hashed in full (SHA-256; about a second per GB; deco.data.index_cache keeps the hash and
+the list of images per data file, so a resume need not parse the file again). Images are too many to hash, so a
 manifest of each referenced image's path (as written in the records), size and modification time is
 hashed instead: moving or copying the data with its times kept (`mv`, `cp -p`, `rsync -a`) keeps the
 fingerprint, while an edited, replaced or removed image changes it. The manifest itself is kept in
@@ -14,43 +15,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deco.data.records import Record, resolve_image
+from deco.data.index_cache import RecordsSummary, manifest_rows
 
 MANIFEST_FILE = "data_manifest.tsv"
 _SHOW = 3  # changed images named in a message
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def image_manifest(records: Sequence[Record], image_folder: str | Path | None) -> list[str]:
-    """'path<TAB>size<TAB>mtime_ns' for every distinct image path the records name, sorted by path."""
-    rows = []
-    for rel in sorted({rel for rec in records for rel in rec.images}):
-        try:
-            st = resolve_image(image_folder, rel).stat()
-            rows.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}")
-        except OSError:
-            rows.append(f"{rel}\tmissing\t-")
-    return rows
-
-
 def data_fingerprint(
-    train_file: str | Path, records: Sequence[Record], image_folder: str | Path | None
+    train_file: str | Path, summary: RecordsSummary, image_folder: str | Path | None
 ) -> tuple[dict[str, Any], list[str]]:
-    """(fingerprint dict, manifest rows) of a run's training data."""
-    manifest = image_manifest(records, image_folder)
+    """(fingerprint dict, manifest rows) of a run's training data, from the file's summary."""
+    manifest = manifest_rows(summary.images, image_folder)
     fingerprint = {
         "data_file": str(train_file),
-        "data_sha256": file_sha256(train_file),
-        "data_bytes": Path(train_file).stat().st_size,
-        "records": len(records),
+        "data_sha256": summary.data_sha256,
+        "data_bytes": summary.data_bytes,
+        "records": summary.records,
         "images": len(manifest),
         "images_manifest_sha256": hashlib.sha256("\n".join(manifest).encode("utf-8")).hexdigest(),
     }

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from deco.config import Config
-from deco.data.records import Record, load_records
+from deco.data.index_cache import records_summary, resolve_cache_dir
+from deco.data.records import Record
 from deco.errors import ConfigError
 from deco.train.checkpoint import latest_checkpoint
 from deco.train.fingerprint import MANIFEST_FILE, data_fingerprint, describe_change, write_manifest
@@ -35,7 +36,7 @@ NOT_TRAJECTORY = (
     "train.output_dir", "train.log_every", "train.diagnostics_every", "train.save_every", "train.keep_last", "train.quiet",
     "train.per_device_batch_size", "train.gradient_checkpointing", "train.compile",
     "train.report_to", "train.tracker_project",
-    "data.num_workers", "data.prefetch_thread", "data.check_images", "data.allow_outside_image_folder",
+    "data.num_workers", "data.prefetch_thread", "data.cache_dir", "data.check_images", "data.allow_outside_image_folder",
     # Paths: the data is compared by content (the fingerprint), not by where it lies.
     "data.train_file", "data.image_folder",
     "model.allow_pickle",
@@ -198,8 +199,11 @@ def plan_resume(config: Config, resume: bool | str | Path | None, allowed: Seque
         say(f"--resume: no checkpoint in {run_dir} to resume from; starting a new run at step 0")
     data = config.data
     if data.train_file is not None:
-        plan.records = load_records(data.train_file, allow_multi_image=data.allow_multi_image)
-        plan.fingerprint, plan.manifest = data_fingerprint(data.train_file, plan.records, data.image_folder)
+        # The file's hash, record count and images: from the data cache when this file was read before
+        # (then its records are not parsed at all: the cached tokenized index serves the dataset).
+        summary, plan.records = records_summary(data.train_file, data.allow_multi_image,
+                                                resolve_cache_dir(data.cache_dir))
+        plan.fingerprint, plan.manifest = data_fingerprint(data.train_file, summary, data.image_folder)
     if plan.checkpoint is None:
         if latest_checkpoint(run_dir) is not None:
             raise ConfigError(

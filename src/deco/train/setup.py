@@ -11,6 +11,7 @@ from transformers.utils import logging as hf_logging
 
 from deco.config import Config
 from deco.data import ConversationDataset, Record
+from deco.data.index_cache import resolve_cache_dir
 from deco.errors import ConfigError
 from deco.interop.lora import apply_lora, has_lora, lora_files, merge_lora, run_base_llm, write_lora_files
 from deco.model import DecoModel, build_model, load_projector_weights, save_model
@@ -94,13 +95,14 @@ def enable_checkpointing(llm: Any) -> None:
 def build_dataset(config: Config, model: DecoModel, records: Sequence[Record] | None = None) -> ConversationDataset:
     """The LLaVA-format dataset named by the data section, laid out for this model's projector.
 
-    `records`: the data file's records when already read (run_training reads them first, for the
-    data fingerprint). Image checks follow data.check_images and data.allow_outside_image_folder.
+    `records`: the data file's records when already read (run_training may, for the data fingerprint).
+    Image checks follow data.check_images and data.allow_outside_image_folder. The tokenized index is
+    cached in data.cache_dir (deco.data.index_cache): a later start, a resume or another rank maps it
+    instead of tokenizing again.
     """
     data = config.data
     if data.train_file is None:
         raise ConfigError("data.train_file is not set: name a LLaVA-format JSON or JSONL file")
-    source: Sequence[Record] | str = records if records is not None else data.train_file
     if model.num_frames is not None:
         if model.anyres is not None:
             raise ConfigError("'vision.anyres.enabled': high-resolution tiles are for images, not videos")
@@ -109,14 +111,15 @@ def build_dataset(config: Config, model: DecoModel, records: Sequence[Record] | 
         from deco.data.video_dataset import VideoConversationDataset
 
         return VideoConversationDataset(
-            source, data.image_folder, model.processor(), data.template, data.max_length,
+            records if records is not None else data.train_file, data.image_folder, model.processor(), data.template, data.max_length,
             on_bad_sample=data.on_bad_sample, allow_multi_image=data.allow_multi_image,
             allow_outside_image_folder=data.allow_outside_image_folder,
         )
     return ConversationDataset(
-        source, data.image_folder, model.processor(), data.template, data.max_length,
+        data.train_file, data.image_folder, model.processor(), data.template, data.max_length,
         on_bad_sample=data.on_bad_sample, check_images=data.check_images, allow_multi_image=data.allow_multi_image,
-        allow_outside_image_folder=data.allow_outside_image_folder,
+        allow_outside_image_folder=data.allow_outside_image_folder, cache_dir=resolve_cache_dir(data.cache_dir),
+        loaded=records,
     )
 
 
