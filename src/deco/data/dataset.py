@@ -43,6 +43,7 @@ from deco.data.index_cache import (
     manifest_rows,
     records_summary,
     save_index,
+    template_identity,
     tokenizer_identity,
 )
 from deco.data.records import Record, load_records, resolve_image
@@ -214,7 +215,7 @@ class ConversationDataset(Dataset):
             "data_sha256": data_sha256,
             "images_manifest_sha256": hashlib.sha256("\n".join(manifest).encode("utf-8")).hexdigest(),
             "tokenizer": tokenizer_identity(self.processor.tokenizer),
-            "template": repr(self.template), "system": system, "max_length": self.max_length,
+            "template": template_identity(self.template, system), "max_length": self.max_length,
             "image_tokens": self.processor.num_image_tokens, "image_token_id": self.processor.image_token_id,
             "layout_token_id": self.processor.layout_token_id,
             "anyres": None if anyres is None else [anyres.tile_size, anyres.tile_tokens, anyres.token_grid,

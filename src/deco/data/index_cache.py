@@ -133,6 +133,16 @@ def tokenizer_identity(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
+_PROBE = (("human", "<image>\nq1"), ("gpt", "a1"))  # one round: some templates take no more
+
+
+def template_identity(template: Any, system: str | None) -> str:
+    """A template by its class and what it renders for a probe conversation (templates are code, so their
+    text is what can be compared; a change to either shows)."""
+    rendered = [(seg.text, seg.trainable) for seg in template.segments(_PROBE, system)] + [template.after_answer()]
+    return json.dumps([f"{type(template).__module__}.{type(template).__qualname__}", template.name, rendered])
+
+
 def index_key(parts: dict[str, Any]) -> str:
     """The folder name of the index built from `parts` (all JSON values)."""
     blob = json.dumps({"version": INDEX_VERSION, **parts}, sort_keys=True, default=str)
