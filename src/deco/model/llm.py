@@ -74,8 +74,11 @@ def load_llm(
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load an LLM config from '{pretrained}': {exc}") from None
     try:
+        # config= passed explicitly: otherwise a `use_safetensors` key in the folder's own config.json
+        # takes the keyword below for itself and HF falls back to pickle files (deco.pickles).
         return AutoModelForCausalLM.from_pretrained(
             pretrained,
+            config=config,
             dtype=dtype,
             attn_implementation=attn_implementation,
             use_safetensors=None if allow_pickle else True,
