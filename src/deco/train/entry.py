@@ -43,6 +43,7 @@ from deco.train.runinfo import machine, versions
 from deco.train.setup import build_dataset, model_for_stage, save_final, total_steps_for
 from deco.train.snapshot import load_optimizer, save_checkpoint
 from deco.train.state import TrainState, restore_rng
+from deco.train.stopping import StopRequest, stop_on_signals
 from deco.train.wrapper import TrainingModel
 
 
@@ -93,6 +94,7 @@ def run_training(
     `vision_tower` and `dataset` let callers (the demo) pass an encoder and a dataset built in-process;
     a dataset must return samples as ConversationDataset does and may have `modality_lengths`.
     One writer per run: the main process holds `train.output_dir/.deco.lock` (deco.runlock) throughout.
+    SIGTERM / SIGINT stop it after the current step with a checkpoint: TrainingStopped (deco.train.stopping).
     """
     world = accel.world_size()
     _check(config, world)
@@ -100,16 +102,18 @@ def run_training(
     main = PartialState().is_main_process
     reporter = Reporter(main, config.train.quiet)
     run_dir = Path(config.train.output_dir)
-    if not main:
-        return _run(config, resume, vision_tower, dataset, allowed, reporter, world)
-    prepare_run_dir(run_dir)  # before anything is built: an unwritable folder fails in a second
-    with locked(run_dir / LOCK_NAME, f"train.output_dir {run_dir}", "deco train", say=reporter.info):
-        return _run(config, resume, vision_tower, dataset, allowed, reporter, world)
+    # SIGTERM / SIGINT: finish the step, checkpoint, release the lock, raise TrainingStopped (deco.train.stopping).
+    with stop_on_signals(announce=main) as stop:
+        if not main:
+            return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
+        prepare_run_dir(run_dir)  # before anything is built: an unwritable folder fails in a second
+        with locked(run_dir / LOCK_NAME, f"train.output_dir {run_dir}", "deco train", say=reporter.info):
+            return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
 
 
 def _run(
     config: Config, resume: bool | str | Path, vision_tower: VisionTower | None, dataset: Dataset | None,
-    allowed: tuple[str, ...], reporter: Reporter, world: int,
+    allowed: tuple[str, ...], reporter: Reporter, world: int, stop: StopRequest,
 ) -> dict[str, Any]:
     train, run_dir = config.train, Path(config.train.output_dir)
     main = PartialState().is_main_process
@@ -201,6 +205,7 @@ def _run(
 
     loop = Loop(
         accelerator, model, optimizer, scheduler, plan, batches, state, train, total, reporter, metrics, save=save,
+        stop=stop,
     )
     if main and train.diagnostics_every > 0:
         deco_model = accelerator.unwrap_model(model).deco
