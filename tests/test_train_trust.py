@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from safetensors import SafetensorError
 
 from deco.train.checkpoint import latest_checkpoint
 from deco.train.metrics import read_metrics
@@ -104,25 +105,38 @@ def test_not_enough_disk_space_is_refused_before_step_1(llava_data, tmp_path, ca
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_full_disk_mid_run_is_one_line_and_the_last_checkpoint_still_resumes(llava_data, tmp_path, capsys,
-                                                                              monkeypatch):
+# What a disk failing part-way raises: safetensors wraps a full disk in its own error (the probe of issue 26
+# met it as a raw traceback); a plain OSError from permissions taken away.
+_DISK_FAILURES = {
+    "full": (lambda path: SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                          'message: "No space left on device" })'),
+             "No space left on device; free space on that disk"),
+    "permission": (lambda path: PermissionError(errno.EACCES, "Permission denied", path),
+                   "Permission denied; make the folder writable by this user again"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(_DISK_FAILURES))
+def test_a_disk_failing_mid_run_is_one_line_naming_the_last_checkpoint(llava_data, tmp_path, capsys, monkeypatch,
+                                                                       failure):
     import deco.train.checkpoint as checkpoint
 
-    real, calls = checkpoint.save_file, []
+    real, (make_error, says) = checkpoint.save_file, _DISK_FAILURES[failure]
 
-    def fill_up(tensors, path):
-        calls.append(path)
+    def fail_at_step_4(tensors, path):
         if "checkpoint-4" in path:
-            raise OSError(errno.ENOSPC, "No space left on device", path)
+            raise make_error(path)
         real(tensors, path)
 
-    monkeypatch.setattr(checkpoint, "save_file", fill_up)
+    monkeypatch.setattr(checkpoint, "save_file", fail_at_step_4)
     run = tmp_path / "run"
     code, _, err = run_deco(train_args(llava_data, run), capsys)
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert errors == [err.strip().splitlines()[-1]]  # one line, the last, no traceback
-    assert errors[0].startswith("error: [Errno 28] No space left on device") and "Traceback" not in err
+    assert errors == [err.strip().splitlines()[-1]] and "Traceback" not in err  # one line, the last
+    assert errors[0].startswith(f"error: training stopped: {run}/.tmp-checkpoint-4-")
+    assert says in errors[0]
+    assert errors[0].endswith(f"the last good checkpoint is {run / 'checkpoint-2'}; once fixed, continue with --resume")
     assert latest_checkpoint(run) == run / "checkpoint-2" and not list(run.glob(".tmp-*"))
     monkeypatch.setattr(checkpoint, "save_file", real)
     code, _, err = run_deco([*train_args(llava_data, run), "--resume"], capsys)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from deco.config import Config, dump_config, load_config
 from deco.data import DataCollator
-from deco.errors import ConfigError
+from deco.errors import ConfigError, DecoError
 from deco.model.vision import VisionTower
 from deco.runlock import LOCK_NAME, locked
 from deco.train import accel
@@ -20,6 +20,8 @@ from deco.train.batches import BatchPlan
 from deco.train.checkpoint import latest_checkpoint, remove_stale_temp, write_json
 from deco.train.compiled import compile_parts
 from deco.train.diagnostics import DIAGNOSTICS_FILE, BlockDiagnostics
+from deco.train.diskerrors import describe as describe_io_error
+from deco.train.diskerrors import io_error
 from deco.train.freeze import describe_trainable, set_train_modes
 from deco.train.loader import build_loader, loader_settings
 from deco.train.loop import Loop
@@ -108,7 +110,13 @@ def run_training(
             return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
         prepare_run_dir(run_dir)  # before anything is built: an unwritable folder fails in a second
         with locked(run_dir / LOCK_NAME, f"train.output_dir {run_dir}", "deco train", say=reporter.info):
-            return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
+            try:
+                return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
+            except Exception as exc:  # a disk failing part-way: one line naming the last good checkpoint
+                problem = io_error(exc)
+                if problem is None:
+                    raise
+                raise DecoError(describe_io_error(problem, run_dir, latest_checkpoint(run_dir))) from None
 
 
 def _run(
