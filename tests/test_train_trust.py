@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -197,3 +198,45 @@ def test_error_lines_are_not_wrapped_when_stderr_is_not_a_terminal(llava_data, t
     assert code == 2
     (line,) = err.strip().splitlines()
     assert len(line) > 200 and str(deep / "run") in line
+
+
+def test_a_changed_micro_batch_split_is_refused_unless_allowed(llava_data, tmp_path, capsys):
+    """The same global batch split another way sums in another order (about 1e-6 off): not bitwise the run."""
+    run = tmp_path / "run"
+    assert run_deco(train_args(llava_data, run), capsys)[0] == 0
+    code, _, err = run_deco([*train_args(llava_data, run, "train.per_device_batch_size=2"), "--resume"], capsys)
+    assert code == 2
+    assert "  train.per_device_batch_size: 4 -> 2" in err and "--allow-change train.per_device_batch_size" in err
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["per_device_batch_size"] == 4
+    code, _, err = run_deco([*train_args(llava_data, run, "train.per_device_batch_size=2"), "--resume",
+                             "--allow-change", "train.per_device_batch_size"], capsys)
+    assert code == 0, err
+    assert "changed from step 4 on (--allow-change): train.per_device_batch_size: 4 -> 2" in err
+
+
+def _same_size_other_image(path: Path) -> None:
+    """Replace an image by another one of the same byte size, with its modification time set back."""
+    before, st = path.read_bytes(), path.stat()
+    for shade in range(256):
+        Image.new("RGB", Image.open(path).size, (shade, 255 - shade, 7)).save(path)
+        if path.stat().st_size == len(before) and path.read_bytes() != before:
+            break
+    else:
+        raise AssertionError("no same-size replacement found")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_content_fingerprint_catches_a_swapped_image_and_an_allowed_data_change_is_kept(llava_data, tmp_path,
+                                                                                         capsys):
+    _, images = llava_data
+    run = tmp_path / "run"
+    assert run_deco(train_args(llava_data, run, "data.fingerprint=content"), capsys)[0] == 0
+    _same_size_other_image(images / "img3.png")
+    args = [*train_args(llava_data, run, "data.fingerprint=content"), "--resume"]
+    code, _, err = run_deco(args, capsys)
+    assert code == 2
+    assert "images changed: 1 modified (content): img3.png" in err
+    code, _, err = run_deco([*args, "--allow-change", "data"], capsys)  # a finished run: no step left to run
+    assert code == 0, err
+    code, _, err = run_deco(args, capsys)  # the accepted data is what the run now records
+    assert code == 0, err

@@ -125,7 +125,7 @@ def _run(
 ) -> dict[str, Any]:
     train, run_dir = config.train, Path(config.train.output_dir)
     main = PartialState().is_main_process
-    resumed: ResumePlan = plan_resume(config, resume, allowed, reporter.info)
+    resumed: ResumePlan = plan_resume(config, resume, allowed, reporter.info, world)
     checkpoint, saved = resumed.checkpoint, resumed.saved
 
     if main and checkpoint is not None:  # a resume knows its checkpoint size before building anything
@@ -221,7 +221,9 @@ def _run(
                                             run_dir / DIAGNOSTICS_FILE)
     if saved is not None:
         restore_rng(saved["rng"][min(accelerator.process_index, len(saved["rng"]) - 1)])
-        loop.last_saved = state.step
+        # With changes accepted, the resumed step is saved again even when no step is left to run, so the
+        # checkpoint records them (the next --resume compares against what this one used).
+        loop.last_saved = -1 if resumed.accepted else state.step
     started = time.perf_counter()
     try:
         loop.run()

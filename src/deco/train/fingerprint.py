@@ -1,10 +1,13 @@
 """What data a run trained on, by content rather than by path: the data file's hash and an image manifest.
 
-The data file is hashed in full (SHA-256; about a second per GB). Images are too many to hash, so a
-manifest of each referenced image's path (as written in the records), size and modification time is
-hashed instead: moving or copying the data with its times kept (`mv`, `cp -p`, `rsync -a`) keeps the
-fingerprint, while an edited, replaced or removed image changes it. The manifest itself is kept in
-the run directory (`data_manifest.tsv`) so a changed fingerprint can say which images changed.
+The data file is hashed in full (SHA-256; about a second per GB). Images are many, so by default
+(`data.fingerprint: stat`) a manifest of each referenced image's path (as written in the records), size
+and modification time is hashed instead: moving or copying the data with its times kept (`mv`, `cp -p`,
+`rsync -a`) keeps the fingerprint, while an edited, replaced or removed image changes it, unless it was
+replaced by a file of the same size with its time set back. `data.fingerprint: content` puts each
+image's SHA-256 in the manifest instead of its time, which catches that too, at the cost of reading
+every image at each start (benchmarks/data/fingerprint_cost.py measures it). The manifest itself is kept
+in the run directory (`data_manifest.tsv`) so a changed fingerprint can say which images changed.
 """
 
 from __future__ import annotations
@@ -29,29 +32,33 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def image_manifest(records: Sequence[Record], image_folder: str | Path | None) -> list[str]:
-    """'path<TAB>size<TAB>mtime_ns' for every distinct image path the records name, sorted by path."""
+def image_manifest(records: Sequence[Record], image_folder: str | Path | None, by: str = "stat") -> list[str]:
+    """'path<TAB>size<TAB>mtime_ns' (by="stat") or 'path<TAB>size<TAB>sha256:HEX' (by="content") for every
+    distinct image path the records name, sorted by path."""
     rows = []
     for rel in sorted({rel for rec in records for rel in rec.images}):
         try:
-            st = resolve_image(image_folder, rel).stat()
-            rows.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}")
+            path = resolve_image(image_folder, rel)
+            st = path.stat()
+            mark = f"sha256:{file_sha256(path)}" if by == "content" else str(st.st_mtime_ns)
+            rows.append(f"{rel}\t{st.st_size}\t{mark}")
         except OSError:
             rows.append(f"{rel}\tmissing\t-")
     return rows
 
 
 def data_fingerprint(
-    train_file: str | Path, records: Sequence[Record], image_folder: str | Path | None
+    train_file: str | Path, records: Sequence[Record], image_folder: str | Path | None, by: str = "stat"
 ) -> tuple[dict[str, Any], list[str]]:
-    """(fingerprint dict, manifest rows) of a run's training data."""
-    manifest = image_manifest(records, image_folder)
+    """(fingerprint dict, manifest rows) of a run's training data; `by`: data.fingerprint."""
+    manifest = image_manifest(records, image_folder, by)
     fingerprint = {
         "data_file": str(train_file),
         "data_sha256": file_sha256(train_file),
         "data_bytes": Path(train_file).stat().st_size,
         "records": len(records),
         "images": len(manifest),
+        "images_by": by,
         "images_manifest_sha256": hashlib.sha256("\n".join(manifest).encode("utf-8")).hexdigest(),
     }
     return fingerprint, manifest
@@ -71,12 +78,16 @@ def describe_change(old: dict[str, Any], new: dict[str, Any], old_manifest: Path
             f"{old.get('data_bytes')} bytes, sha256 {str(old.get('data_sha256'))[:12]} -> {new['data_file']}: "
             f"{new['records']} records, {new['data_bytes']} bytes, sha256 {new['data_sha256'][:12]})"
         )
-    if old.get("images_manifest_sha256") != new["images_manifest_sha256"]:
-        parts.append("images changed: " + _manifest_diff(old_manifest, manifest, old.get("images")))
+    before, now = old.get("images_by", "stat"), new.get("images_by", "stat")
+    if before != now:  # the two manifests cannot be compared row by row
+        parts.append(f"images were fingerprinted by {before} in the recorded run and by {now} now (data.fingerprint); "
+                     "they cannot be compared")
+    elif old.get("images_manifest_sha256") != new["images_manifest_sha256"]:
+        parts.append("images changed: " + _manifest_diff(old_manifest, manifest, old.get("images"), now))
     return "; ".join(parts)
 
 
-def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any) -> str:
+def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any, by: str = "stat") -> str:
     if old_file is None or not old_file.is_file():
         return f"{old_count} images in the run's manifest, {len(rows)} now (no {MANIFEST_FILE} kept to compare)"
     before = dict(_split(line) for line in old_file.read_text(encoding="utf-8").splitlines() if line)
@@ -85,7 +96,8 @@ def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any) -> st
     added = [p for p in now if p not in before]
     removed = [p for p in before if p not in now]
     out = []
-    for label, paths in (("modified (size or time)", changed), ("new", added), ("no longer used", removed)):
+    modified = "modified (content)" if by == "content" else "modified (size or time)"
+    for label, paths in ((modified, changed), ("new", added), ("no longer used", removed)):
         if paths:
             out.append(f"{len(paths)} {label}: {', '.join(paths[:_SHOW])}" + (", ..." if len(paths) > _SHOW else ""))
     return "; ".join(out) or "manifest differs"
