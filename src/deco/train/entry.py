@@ -130,7 +130,7 @@ def _run(
 
     if main and checkpoint is not None:  # a resume knows its checkpoint size before building anything
         reporter.info(check_free_space(run_dir, folder_bytes(checkpoint)))
-    model, counts = model_for_stage(config, vision_tower, checkpoint)
+    model, counts = model_for_stage(config, vision_tower, checkpoint, write_base=main)
     if main and checkpoint is None:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         projector = sum(p.numel() for p in model.projector.parameters())
