@@ -58,9 +58,48 @@ def test_a_malicious_pickle_is_refused_in_one_line(pickled_model, tmp_path, caps
         code, _, err = run_deco([command[0], "--model", pickled_model, *command[1:], "--allow-pickle"], capsys)
         assert code == 2, err
         assert err.strip().splitlines()[-1] == (
-            f"error: refused to unpickle weights from '{pickled_model / 'llm'}': Unsupported global: GLOBAL exec was "
+            f"error: refused to unpickle weights from '{pickled_model / 'llm' / 'pytorch_model.bin'}': Unsupported "
+            "global: GLOBAL exec was "
             "not an allowed global by default; only plain tensors are unpickled, even with --allow-pickle (convert "
             "the weights to safetensors)"
         )
         assert "Traceback" not in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("steer", [{"use_safetensors": False}, {"transformers_weights": "adapter_model.bin"}])
+def test_a_folder_config_json_cannot_turn_unpickling_on(pickled_model, capsys, steer):
+    """HF lets a folder's own config.json take `use_safetensors` (or name a pickle as its weights file):
+    deco still unpickles only with the caller's --allow-pickle, and then says which file it unpickles."""
+    llm = pickled_model / "llm"
+    if "transformers_weights" in steer:
+        (llm / "pytorch_model.bin").rename(llm / "adapter_model.bin")
+    config = json.loads((llm / "config.json").read_text())
+    (llm / "config.json").write_text(json.dumps({**config, **steer}))
+    ask = ["chat", "--model", pickled_model, "--prompt", "hi", "--max-new-tokens", "2", "--template", "plain"]
+    code, _, err = run_deco(ask, capsys)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and "--allow-pickle" in line
+    code, _, err = run_deco([*ask, "--allow-pickle"], capsys)
+    assert code == 0, err
+    weights = llm / ("adapter_model.bin" if "transformers_weights" in steer else "pytorch_model.bin")
+    assert f"unpickling '{weights}' (--allow-pickle: plain tensors only)" in err
+
+
+def test_an_hf_format_folder_with_a_bad_pickle_is_one_line(saved_tiny_model, tmp_path, capsys):
+    from deco.interop.export import export_model
+
+    out = tmp_path / "hf"
+    export_model(saved_tiny_model, out, "hf", template="plain")
+    (weights,) = out.glob("*.safetensors")
+    torch.save({"x": _Payload(str(tmp_path / "ran"))}, out / "pytorch_model.bin")
+    weights.unlink()
+    ask = ["chat", "--model", out, "--prompt", "hi", "--max-new-tokens", "2", "--template", "plain"]
+    code, _, err = run_deco(ask, capsys)
+    assert code == 2 and "Traceback" not in err
+    code, _, err = run_deco([*ask, "--allow-pickle"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: refused to unpickle weights from '{out / 'pytorch_model.bin'}'")
+    assert f"unpickling '{out / 'pytorch_model.bin'}'" in err
+    assert not (tmp_path / "ran").exists()

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
+from safetensors import SafetensorError
 
 from deco.train.checkpoint import latest_checkpoint
 from deco.train.metrics import read_metrics
@@ -104,25 +106,38 @@ def test_not_enough_disk_space_is_refused_before_step_1(llava_data, tmp_path, ca
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_full_disk_mid_run_is_one_line_and_the_last_checkpoint_still_resumes(llava_data, tmp_path, capsys,
-                                                                              monkeypatch):
+# What a disk failing part-way raises: safetensors wraps a full disk in its own error (the probe of issue 26
+# met it as a raw traceback); a plain OSError from permissions taken away.
+_DISK_FAILURES = {
+    "full": (lambda path: SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                          'message: "No space left on device" })'),
+             "No space left on device; free space on that disk"),
+    "permission": (lambda path: PermissionError(errno.EACCES, "Permission denied", path),
+                   "Permission denied; make the folder writable by this user again"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(_DISK_FAILURES))
+def test_a_disk_failing_mid_run_is_one_line_naming_the_last_checkpoint(llava_data, tmp_path, capsys, monkeypatch,
+                                                                       failure):
     import deco.train.checkpoint as checkpoint
 
-    real, calls = checkpoint.save_file, []
+    real, (make_error, says) = checkpoint.save_file, _DISK_FAILURES[failure]
 
-    def fill_up(tensors, path):
-        calls.append(path)
+    def fail_at_step_4(tensors, path):
         if "checkpoint-4" in path:
-            raise OSError(errno.ENOSPC, "No space left on device", path)
+            raise make_error(path)
         real(tensors, path)
 
-    monkeypatch.setattr(checkpoint, "save_file", fill_up)
+    monkeypatch.setattr(checkpoint, "save_file", fail_at_step_4)
     run = tmp_path / "run"
     code, _, err = run_deco(train_args(llava_data, run), capsys)
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert errors == [err.strip().splitlines()[-1]]  # one line, the last, no traceback
-    assert errors[0].startswith("error: [Errno 28] No space left on device") and "Traceback" not in err
+    assert errors == [err.strip().splitlines()[-1]] and "Traceback" not in err  # one line, the last
+    assert errors[0].startswith(f"error: training stopped: {run}/.tmp-checkpoint-4-")
+    assert says in errors[0]
+    assert errors[0].endswith(f"the last good checkpoint is {run / 'checkpoint-2'}; once fixed, continue with --resume")
     assert latest_checkpoint(run) == run / "checkpoint-2" and not list(run.glob(".tmp-*"))
     monkeypatch.setattr(checkpoint, "save_file", real)
     code, _, err = run_deco([*train_args(llava_data, run), "--resume"], capsys)
@@ -183,3 +198,45 @@ def test_error_lines_are_not_wrapped_when_stderr_is_not_a_terminal(llava_data, t
     assert code == 2
     (line,) = err.strip().splitlines()
     assert len(line) > 200 and str(deep / "run") in line
+
+
+def test_a_changed_micro_batch_split_is_refused_unless_allowed(llava_data, tmp_path, capsys):
+    """The same global batch split another way sums in another order (about 1e-6 off): not bitwise the run."""
+    run = tmp_path / "run"
+    assert run_deco(train_args(llava_data, run), capsys)[0] == 0
+    code, _, err = run_deco([*train_args(llava_data, run, "train.per_device_batch_size=2"), "--resume"], capsys)
+    assert code == 2
+    assert "  train.per_device_batch_size: 4 -> 2" in err and "--allow-change train.per_device_batch_size" in err
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["per_device_batch_size"] == 4
+    code, _, err = run_deco([*train_args(llava_data, run, "train.per_device_batch_size=2"), "--resume",
+                             "--allow-change", "train.per_device_batch_size"], capsys)
+    assert code == 0, err
+    assert "changed from step 4 on (--allow-change): train.per_device_batch_size: 4 -> 2" in err
+
+
+def _same_size_other_image(path: Path) -> None:
+    """Replace an image by another one of the same byte size, with its modification time set back."""
+    before, st = path.read_bytes(), path.stat()
+    for shade in range(256):
+        Image.new("RGB", Image.open(path).size, (shade, 255 - shade, 7)).save(path)
+        if path.stat().st_size == len(before) and path.read_bytes() != before:
+            break
+    else:
+        raise AssertionError("no same-size replacement found")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_content_fingerprint_catches_a_swapped_image_and_an_allowed_data_change_is_kept(llava_data, tmp_path,
+                                                                                         capsys):
+    _, images = llava_data
+    run = tmp_path / "run"
+    assert run_deco(train_args(llava_data, run, "data.fingerprint=content"), capsys)[0] == 0
+    _same_size_other_image(images / "img3.png")
+    args = [*train_args(llava_data, run, "data.fingerprint=content"), "--resume"]
+    code, _, err = run_deco(args, capsys)
+    assert code == 2
+    assert "images changed: 1 modified (content): img3.png" in err
+    code, _, err = run_deco([*args, "--allow-change", "data"], capsys)  # a finished run: no step left to run
+    assert code == 0, err
+    code, _, err = run_deco(args, capsys)  # the accepted data is what the run now records
+    assert code == 0, err

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from PIL import Image
 
-WORDS = ("the a an of in on with left right red blue green small large person car dog cat table street "
-         "sign window building sky tree water people white black holding wearing standing sitting near "
-         "background foreground color shape number two three what where which how many is are does").split()
+WORDS = ("the", "a", "an", "of", "in", "on", "with", "left", "right", "red", "blue", "green", "small", "large",
+         "person", "car", "dog", "cat", "table", "street", "sign", "window", "building", "sky", "tree", "water",
+         "people", "white", "black", "holding", "wearing", "standing", "sitting", "near", "background",
+         "foreground", "color", "shape", "number", "two", "three", "what", "where", "which", "how", "many", "is",
+         "are", "does")
 IMAGE_POOL = 256
 
 
@@ -28,7 +30,7 @@ def _text(rng: random.Random, low: int, high: int) -> str:
 def record(i: int, rng: random.Random) -> dict:
     """One record: image (80%) or text-only, 1-5 turns, answers of 10-120 words."""
     turns = []
-    for t in range(rng.randint(1, 5)):
+    for _ in range(rng.randint(1, 5)):
         question = _text(rng, 5, 25) + "?"
         turns.append({"from": "human", "value": question})
         turns.append({"from": "gpt", "value": _text(rng, 10, 120) + "."})

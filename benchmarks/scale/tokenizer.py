@@ -11,10 +11,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from synthetic import record
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
-
-from synthetic import record
 
 
 def train_tokenizer(out: Path, vocab_size: int = 8000, sample: int = 20000) -> Path:

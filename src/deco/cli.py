@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from deco.errors import DecoError
+from deco.errors import DecoError, StoppedBySignal
 
 app = typer.Typer(
     name="deco",
@@ -175,6 +175,9 @@ def main() -> None:
     try:
         export_thread_env()  # before torch is imported: every command follows one thread rule
         app()
+    except StoppedBySignal as exc:  # not an error: saved and stopped as asked; the signal's status, as a shell expects
+        print(exc, file=sys.stderr, flush=True)
+        sys.exit(exc.status)
     except (DecoError, OSError) as exc:
         # OSError: an unwritable folder or a full disk is the machine's state, not a bug: one line too.
         # soft_wrap: never hard-wrap, so a long path stays on one line in a log file.

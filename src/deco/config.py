@@ -100,6 +100,10 @@ class DataSection:
     check_images: Literal["exists", "decode"] = "exists"
     # Image paths that resolve (symlinks followed) outside image_folder are refused unless set.
     allow_outside_image_folder: bool = False
+    # What a resume compares images by (deco.train.fingerprint): "stat" (size + modification time, cheap)
+    # or "content" (SHA-256 of every image: catches a file replaced with its time restored; costs a read
+    # of every image at each start, benchmarks/data/fingerprint_cost.json).
+    fingerprint: Literal["stat", "content"] = "stat"
     allow_multi_image: bool = False
     group_by_modality_length: bool = False
     # Where the tokenized index is cached (deco.data.index_cache): "auto" ($DECO_DATA_CACHE, else $DECO_CACHE/data,

@@ -19,3 +19,9 @@ class DataError(DecoError, ValueError):
 
 class NonFiniteError(DecoError):
     """Training met a non-finite loss or gradient norm (train.on_nonfinite=error); names the step and samples."""
+
+
+class StoppedBySignal(Exception):
+    """Work stopped cleanly on SIGTERM / SIGINT (state saved); the CLI prints the message and exits `status`."""
+
+    status: int = 143

@@ -67,6 +67,11 @@ def file_sha256(path: str | Path) -> str:
 
 @lru_cache(maxsize=16)
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of_file(path)
+
+
+def sha256_of_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -106,13 +111,16 @@ def records_summary(
     return summary, loaded
 
 
-def manifest_rows(images: Sequence[str], image_folder: str | Path | None) -> list[str]:
-    """'path<TAB>size<TAB>mtime_ns' for each image path (in the order given), 'missing' where absent."""
+def manifest_rows(images: Sequence[str], image_folder: str | Path | None, by: str = "stat") -> list[str]:
+    """'path<TAB>size<TAB>mtime_ns' (by="stat") or 'path<TAB>size<TAB>sha256:HEX' (by="content", every file
+    read) for each image path in the order given; 'path<TAB>missing<TAB>-' where absent."""
     rows = []
     for rel in images:
         try:
-            st = resolve_image(image_folder, rel).stat()
-            rows.append(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}")
+            path = resolve_image(image_folder, rel)
+            st = path.stat()
+            mark = f"sha256:{sha256_of_file(path)}" if by == "content" else str(st.st_mtime_ns)
+            rows.append(f"{rel}\t{st.st_size}\t{mark}")
         except OSError:
             rows.append(f"{rel}\tmissing\t-")
     return rows

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deco.errors import DataError
+from deco.eval.textfile import read_utf8, text_lines
 
 
 @dataclass(frozen=True)
@@ -48,30 +49,50 @@ def resolve_file(path: str | Path, names: Iterable[str], benchmark: str, source:
 
 
 def read_json(path: Path, benchmark: str) -> Any:
-    """Load a JSON file, naming the file (and benchmark) when it is not valid JSON."""
+    """Load a JSON file, naming the file (and benchmark) when it is not UTF-8 or not valid JSON, and refusing
+    a key that repeats within one object (JSON keeps only the last: a repeated question id would win silently)."""
+    return _parse_json(read_utf8(path, f"{benchmark}: "), path, benchmark)
+
+
+def _parse_json(text: str, path: Path, benchmark: str) -> Any:
+    repeats: list[list[str]] = []  # per object, innermost first: the top-level object's come last
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        repeats.append([k for k, _ in items if k in seen or seen.add(k)])
+        return dict(items)
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        obj = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as e:
-        raise DataError(f"{benchmark}: {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{benchmark}: {path} is not a UTF-8 text file") from None
+        raise DataError(f"{benchmark}: {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if isinstance(obj, dict) and repeats and repeats[-1]:
+        raise DataError(f"{benchmark}: question id {repeats[-1][0]!r} appears twice in {path} (as a key of its "
+                        "top-level object: JSON would keep only the last)")
+    nested = next((r[0] for r in repeats if r), None)
+    if nested is not None:
+        raise DataError(f"{benchmark}: key {nested!r} appears twice in one object of {path} (JSON would keep only "
+                        "the last)")
+    return obj
 
 
 def read_jsonl(path: Path, benchmark: str) -> list[dict[str, Any]]:
     """Load a file with one JSON object per line; blank lines are skipped."""
+    return _parse_lines(read_utf8(path, f"{benchmark}: "), path, benchmark)
+
+
+def _parse_lines(text: str, path: Path, benchmark: str) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{benchmark}: {path} line {n} is not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{benchmark}: {path} line {n} is a {type(obj).__name__}, not a JSON object")
-            rows.append(obj)
+    for n, line in enumerate(text_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{benchmark}: {path} line {n} is not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{benchmark}: {path} line {n} is a {type(obj).__name__}, not a JSON object")
+        rows.append(obj)
     return rows
 
 
@@ -79,17 +100,31 @@ def read_json_or_lines(path: Path, benchmark: str) -> Any:
     """Load a JSON document, or, if the file holds one object per line, the list of those objects.
 
     Readers of single-document formats use this too, so that a JSONL file of another benchmark gets a
-    "wrong format" error naming what it looks like rather than a bare JSON syntax error.
+    "wrong format" error naming what it looks like rather than a bare JSON syntax error. A syntax error
+    inside one multi-line document is reported at its own line.
     """
+    text = read_utf8(path, f"{benchmark}: ")
+    header = text_lines(text)[0]
+    if "\t" in header and "index" in header.split("\t"):
+        raise DataError(f"{benchmark}: {path} is a TSV table with columns {header.split(chr(9))[:8]} "
+                        "(an MMBench file?), not this benchmark's JSON")
     try:
-        return read_json(path, benchmark)
+        return _parse_json(text, path, benchmark)
     except DataError:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline()
-        if "\t" in header and "index" in header.split("\t"):
-            raise DataError(f"{benchmark}: {path} is a TSV table with columns {header.split(chr(9))[:8]} "
-                            "(an MMBench file?), not this benchmark's JSON") from None
-        return read_jsonl(path, benchmark)
+        if not _is_json_lines(text):
+            raise
+        return _parse_lines(text, path, benchmark)
+
+
+def _is_json_lines(text: str) -> bool:
+    """True when the first non-blank line is a whole JSON object and more lines follow (JSON Lines)."""
+    lines = [line for line in text_lines(text) if line.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        return isinstance(json.loads(lines[0]), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def wrong_format(benchmark: str, path: Path, expected: str, found: Any) -> DataError:

@@ -20,6 +20,7 @@ is an error.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import string
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from deco.eval.annotations import Sample, check_answers, read_jsonl, require_key
 from deco.eval.choices import extract_choice
 from deco.eval.metrics import by_group, mean_percent
 from deco.eval.predictions import Prediction
+from deco.eval.textfile import read_utf8
 
 MMBENCH_FILE = "mmbench_dev_20230712.tsv"
 MMBENCH_SOURCE = ("https://github.com/open-compass/MMBench (mmbench_dev_20230712.tsv, the dev split "
@@ -79,7 +81,7 @@ def _large_csv_fields():
 
 
 def _read_tsv(p: Path) -> list[dict]:
-    with _large_csv_fields(), open(p, encoding="utf-8", newline="") as f:
+    with _large_csv_fields(), io.StringIO(read_utf8(p, "mmbench: "), newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         header = reader.fieldnames or []
         missing = [c for c in _REQUIRED if c not in header]

@@ -17,6 +17,7 @@ from deco.errors import DataError
 from deco.eval.annotations import Sample, read_jsonl, require_keys, unique_qids
 from deco.eval.metrics import percent
 from deco.eval.predictions import Prediction
+from deco.eval.textfile import read_utf8, text_lines
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
               "artwork", "OCR")
@@ -61,11 +62,11 @@ def _read_task(root: Path, task: str, image_dir: Path, qa_dir: Path) -> list[Sam
         stem = txt.stem
         image = next((image_dir / (stem + e) for e in _IMAGE_EXTS if (image_dir / (stem + e)).is_file()), None)
         image_rel = image.relative_to(root).as_posix() if image else None
-        lines = [ln for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        for k, line in enumerate(lines):
+        lines = [(n, ln) for n, ln in enumerate(text_lines(read_utf8(txt, "mme: ")), start=1) if ln.strip()]
+        for k, (n, line) in enumerate(lines):
             parts = line.strip().split("\t")
             if len(parts) != 2 or parts[1].strip().lower() not in ("yes", "no"):
-                raise DataError(f"mme: {txt} line {k + 1} is not 'question<TAB>Yes|No': {line!r}")
+                raise DataError(f"mme: {txt} line {n} is not 'question<TAB>Yes|No': {line!r}")
             question = parts[0].strip()
             samples.append(Sample(
                 qid=f"{task}/{stem}#{k}", question=question, image=image_rel, answers=(parts[1].strip().lower(),),

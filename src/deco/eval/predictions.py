@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deco.errors import DataError
+from deco.eval.textfile import read_utf8, text_lines
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,9 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     if not p.is_file():
         raise DataError(f"prediction file {p} does not exist")
     preds = []
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if line.strip():
-                preds.append(_parse_line(line, p, n))
+    for n, line in enumerate(text_lines(read_utf8(p, "prediction file ")), start=1):
+        if line.strip():
+            preds.append(_parse_line(line, p, n))
     if not preds:
         raise DataError(f"prediction file {p} holds no predictions")
     return preds

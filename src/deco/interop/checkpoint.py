@@ -15,15 +15,11 @@ import torch
 from safetensors import safe_open
 
 from deco.errors import ConfigError
+from deco.pickles import PICKLE_HINT, PICKLE_SUFFIXES, pickle_policy
 
 SAFE_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Any one of these makes AutoTokenizer able to build a tokenizer (fast json, sentencepiece, BPE files).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
-PICKLE_HINT = (
-    "pickle files can run arbitrary code when loaded, so deco refuses them by default; for files you "
-    "trust, pass --allow-pickle (or set model.allow_pickle=true), or convert them to safetensors"
-)
 
 
 def read_hf_config(path: str | Path) -> dict[str, Any]:
@@ -93,10 +89,8 @@ def read_tensors(
                     if wanted is None or key in wanted:
                         out[key] = handle.get_tensor(key)
         else:
-            if not allow_pickle:
-                raise ConfigError(f"{file}: pickle weights refused; {PICKLE_HINT}")
-            # weights_only still unpickles, but only tensors and plain containers.
-            state = torch.load(str(file), map_location="cpu", weights_only=True)
+            with pickle_policy(allow_pickle):  # refused unless allowed; weights-only; the file named
+                state = torch.load(str(file), map_location="cpu", weights_only=True)
             out.update({k: v for k, v in state.items() if wanted is None or k in wanted})
     return out
 

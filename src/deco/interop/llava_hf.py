@@ -35,6 +35,7 @@ from deco.interop.checkpoint import (
 from deco.model import DecoModel, HFVisionTower
 from deco.model.llm import DTYPES, fit_embeddings
 from deco.model.tokenizer import load_tokenizer
+from deco.pickles import pickle_policy
 from deco.projectors import build_projector
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _load_hf_llava(path: Path, dtype: torch.dtype, allow_pickle: bool) -> LlavaForConditionalGeneration:
-    with _quiet_transformers():
+    with pickle_policy(allow_pickle), _quiet_transformers():  # outermost: its refusal is the line shown
         try:
             hf, info = LlavaForConditionalGeneration.from_pretrained(
                 str(path),

@@ -5,7 +5,10 @@ requires_grad per component), then `apply_lora` (which freezes the LLM's base we
 the adapters trainable in it), then build the optimizer. Checkpoints hold the adapters inside
 trainable.safetensors (what a resume reads) and, for other tools, in PEFT's own format beside it
 (`adapter_config.json` + `adapter_model.safetensors`, `save_run_adapter`; `final/` too, written before
-the merge), so `PeftModel.from_pretrained(base_llm, "runs/x/checkpoint-N")` loads them. Before
+the merge), so `PeftModel.from_pretrained(base_llm, "runs/x/checkpoint-N")` loads them. Their
+`base_model_name_or_path` names the true base (run_base_llm: for an LLM built from a config, the run's
+own `base_llm/`), so `AutoPeftModelForCausalLM.from_pretrained("runs/x/final")` needs nothing else; final/
+says so in a README, and its merged llm/ is marked so the adapters are never loaded onto it twice. Before
 `save_model` or an HF export, `merge_lora` folds the adapters into plain weights.
 """
 
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+BASE_LLM_DIR = "base_llm"  # a LoRA run's own base LLM, when it was built from a config (nothing to load it from)
 
 
 def _peft() -> Any:
@@ -176,11 +180,52 @@ def save_lora(model: DecoModel, directory: str | Path, base_model: str | None = 
     return write_lora_files(lora_files(model, base_model=base_model), directory)
 
 
-def run_base_llm(config: Any) -> str | None:
-    """The LLM a training run's adapters apply to: model.load_from's llm/ or llm.pretrained."""
+def run_base_llm(config: Any) -> str:
+    """The LLM a training run's adapters apply to, as adapter_config.json's base_model_name_or_path: the
+    stage-1 model's llm/ (model.load_from), llm.pretrained (a Hub id, or a folder made absolute), or, for an
+    LLM built from its config, the run's own `base_llm/` folder (save_base_llm writes it before step 1)."""
     if config.model.load_from:
-        return str(Path(config.model.load_from) / "llm")
-    return config.llm.pretrained
+        return str(Path(config.model.load_from).resolve() / "llm")
+    if config.llm.pretrained:
+        local = Path(config.llm.pretrained)
+        return str(local.resolve()) if local.exists() else config.llm.pretrained
+    return str((Path(config.train.output_dir) / BASE_LLM_DIR).resolve())
+
+
+def save_base_llm(model: DecoModel, config: Any) -> Path | None:
+    """In a LoRA run whose LLM was built from its config (nowhere to load it from), write that LLM, before
+    the adapters wrap it, to `train.output_dir/base_llm/` once; returns the folder, or None when the base
+    is loadable from where it came (or the run has no LoRA)."""
+    if not config.train.lora.enabled or config.model.load_from or config.llm.pretrained:
+        return None
+    if has_lora(model):
+        raise ConfigError("save_base_llm needs the LLM before apply_lora")
+    target = Path(config.train.output_dir) / BASE_LLM_DIR
+    if not (target / "config.json").is_file():  # a resumed run keeps the folder its start wrote
+        tmp = target.with_name(f".tmp-{BASE_LLM_DIR}")
+        model.llm.save_pretrained(str(tmp))
+        model.tokenizer.save_pretrained(str(tmp))
+        tmp.replace(target)
+    return target
+
+
+def mark_merged(model: DecoModel, base: str) -> None:
+    """Record in the (merged) LLM's config that LoRA adapters are folded into it, and their base; saved
+    into llm/config.json, so loading those adapters onto it again is refused (load_lora)."""
+    model.llm.config.deco_merged_lora = {"base_model_name_or_path": base}
+
+
+def merged_readme(base: str) -> str:
+    """The README.md of a LoRA run's final/: which LLM the adapters next to it apply to (not llm/)."""
+    return (
+        "# LoRA adapters of this run\n\n"
+        "`llm/` holds the LLM with the adapters already merged in: load this folder with deco (or `llm/` alone) "
+        "as it is.\n\n"
+        "`adapter_model.safetensors` + `adapter_config.json` are the same adapters, unmerged. They apply to the "
+        f"base LLM\n\n    {base}\n\n(adapter_config.json's `base_model_name_or_path`), e.g. "
+        "`peft.AutoPeftModelForCausalLM.from_pretrained(\"<this folder>\")`. Never load them onto `llm/` here: "
+        "that applies them twice and gives wrong outputs (deco's load_lora refuses it).\n"
+    )
 
 
 def save_run_adapter(
@@ -199,6 +244,13 @@ def load_lora(model: DecoModel, directory: str | Path) -> None:
     file = Path(directory) / ADAPTER_WEIGHTS
     if not has_lora(model):
         raise ConfigError(f"cannot load {file}: call apply_lora(model, config.train.lora) first")
+    merged = getattr(model.llm.get_base_model().config, "deco_merged_lora", None)
+    if merged:  # adapters folded into this LLM already: loading them again applies them twice
+        raise ConfigError(
+            f"cannot load {file}: this LLM already has LoRA adapters merged into it (its config.json says "
+            f"deco_merged_lora); load them onto their base LLM, {merged.get('base_model_name_or_path')}, or use "
+            "the merged model as it is"
+        )
     if not file.is_file():
         raise ConfigError(f"LoRA adapter weights not found: {file}")
     state = load_file(str(file))

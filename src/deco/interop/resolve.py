@@ -15,6 +15,7 @@ from deco.interop.chat_template import match_template
 from deco.interop.checkpoint import describe_architecture, read_hf_config
 from deco.model import DecoModel, load_model
 from deco.model.builder import CONFIG_FILE
+from deco.pickles import pickle_policy
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ def load_any_model(path: str | Path, allow_pickle: bool = False, dtype: str | No
     """Load whatever `locate_model` finds, in eval mode (`dtype` applies to HF LLaVA folders; deco
     folders load in the dtype they were saved with)."""
     folder, kind = locate_model(path)
+    with pickle_policy(allow_pickle):  # the caller's decision on every file read, whatever the folder says
+        return _load(folder, kind, allow_pickle, dtype)
+
+
+def _load(folder: Path, kind: str, allow_pickle: bool, dtype: str | None) -> DecoModel:
     if kind == "hf-llava":
         from deco.interop.llava_hf import import_llava_hf
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import pickle
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +28,7 @@ from deco.model.llm import DTYPES, fit_embeddings, load_llm, resolve_tokenizer
 from deco.model.multimodal import DecoModel
 from deco.model.tokenizer import ensure_image_token
 from deco.model.vision import VisionTower, load_vision_tower
+from deco.pickles import pickle_policy
 from deco.projectors import build_projector, get_projector_class, make_projector_config
 
 MODEL_FORMAT = "deco-model"
@@ -47,28 +44,33 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     """
     if config.model.load_from:
         return load_model(config.model.load_from, allow_pickle=config.model.allow_pickle)
+    # Every weight file read below goes through the caller's pickle decision (deco.pickles), whatever the
+    # folders' own config.json files say.
+    with pickle_policy(config.model.allow_pickle):
+        return _build(config, vision_tower)
+
+
+def _build(config: Config, vision_tower: VisionTower | None) -> DecoModel:
     dtype = DTYPES[config.model.dtype]
     if vision_tower is None:
         v = config.vision
-        with unpickle_guard(v.pretrained):
-            vision_tower = load_vision_tower(
-                v.pretrained, v.arch, v.hf_config, v.feature_layer, dtype, config.model.allow_pickle
-            )
+        vision_tower = load_vision_tower(
+            v.pretrained, v.arch, v.hf_config, v.feature_layer, dtype, config.model.allow_pickle
+        )
     quantization = None
     if config.train.lora.enabled and config.train.lora.quantize_4bit:
         from deco.interop.lora import qlora_quantization_config  # checks bitsandbytes + CUDA first
 
         quantization = qlora_quantization_config(torch.bfloat16 if dtype == torch.float32 else dtype)
-    with unpickle_guard(config.llm.pretrained):
-        llm = load_llm(
-            config.llm.pretrained,
-            config.llm.arch,
-            config.llm.hf_config,
-            dtype,
-            config.llm.attn_implementation,
-            config.model.allow_pickle,
-            quantization,
-        )
+    llm = load_llm(
+        config.llm.pretrained,
+        config.llm.arch,
+        config.llm.hf_config,
+        dtype,
+        config.llm.attn_implementation,
+        config.model.allow_pickle,
+        quantization,
+    )
     tokenizer = resolve_tokenizer(config.llm.tokenizer, config.llm.pretrained)
     image_token_id = ensure_image_token(tokenizer)
     fit_embeddings(llm, tokenizer)
@@ -92,30 +94,6 @@ def build_model(config: Config, vision_tower: VisionTower | None = None) -> Deco
     if config.vision.anyres.enabled:
         enable_anyres_from(model, config.vision.anyres)
     return model
-
-
-@contextlib.contextmanager
-def unpickle_guard(source: str | None) -> Iterator[None]:
-    """Turn a refused or failing unpickle (torch's weights_only loader) into one ConfigError line."""
-    try:
-        yield
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        text = str(exc)
-        if isinstance(exc, RuntimeError) and "weights_only" not in text and "Weights only" not in text:
-            raise
-        raise ConfigError(
-            f"refused to unpickle weights from '{source}': {_pickle_reason(text)}; only plain tensors are "
-            "unpickled, even with --allow-pickle (convert the weights to safetensors)"
-        ) from None
-
-
-def _pickle_reason(text: str) -> str:
-    """The one informative line of torch's long weights_only message (e.g. 'Unsupported global: ...')."""
-    for line in text.splitlines():
-        if "Unsupported global" in line or "Unsupported operand" in line:
-            return line.strip().removeprefix("WeightsUnpickler error: ").split(". Please")[0]
-    first = re.sub(r"\x1b\[[0-9;]*m", "", text.strip().splitlines()[0]) if text.strip() else ""
-    return first or "unreadable pickle"
 
 
 def enable_anyres_from(model: DecoModel, section: AnyResSection) -> None:

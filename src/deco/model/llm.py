@@ -20,6 +20,7 @@ from transformers import (
 
 from deco.errors import ConfigError
 from deco.model.tokenizer import build_byte_tokenizer, ensure_image_token, ensure_pad_token, load_tokenizer
+from deco.pickles import pickle_policy
 
 _ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
 _BUILTIN_TOKENIZERS = {"byte-llama": "llama", "byte-qwen": "qwen"}
@@ -74,13 +75,20 @@ def load_llm(
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load an LLM config from '{pretrained}': {exc}") from None
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            pretrained,
-            dtype=dtype,
-            attn_implementation=attn_implementation,
-            use_safetensors=None if allow_pickle else True,
-            quantization_config=quantization_config,
-        )
+        # pickle_policy: whatever the folder says, only the caller's decision unpickles. config= passed
+        # explicitly: otherwise a `use_safetensors` key in the folder's own config.json takes the keyword
+        # below for itself and HF falls back to pickle files (deco.pickles).
+        with pickle_policy(allow_pickle):
+            return AutoModelForCausalLM.from_pretrained(
+                pretrained,
+                config=config,
+                dtype=dtype,
+                attn_implementation=attn_implementation,
+                use_safetensors=None if allow_pickle else True,
+                quantization_config=quantization_config,
+            )
+    except ConfigError:  # the pickle policy's own line
+        raise
     except ValueError as exc:
         raise ConfigError(f"'{pretrained}' ({config.model_type}) is not a causal LM deco can load: {exc}") from None
     except OSError as exc:

@@ -20,6 +20,7 @@ from transformers import (
 
 from deco.errors import ConfigError
 from deco.model.processor import ImageTransform
+from deco.pickles import pickle_policy
 from deco.projectors.base import Grid
 
 # CLIP's and SigLIP's published normalisation constants (their preprocessor_config.json files).
@@ -258,6 +259,10 @@ def load_vision_tower(
             f"{', '.join(sorted(_MODEL_TYPES))}"
         )
     model_cls = _ARCHS[found][1]
-    model = model_cls.from_pretrained(pretrained, dtype=dtype, use_safetensors=None if allow_pickle else True)
+    # An explicit config, so the folder's config.json cannot take use_safetensors for itself (deco.pickles).
+    own_config = model_cls.config_class.from_pretrained(pretrained)
+    with pickle_policy(allow_pickle):  # whatever the folder says, only the caller's decision unpickles
+        model = model_cls.from_pretrained(pretrained, config=own_config, dtype=dtype,
+                                          use_safetensors=None if allow_pickle else True)
     mean, std = _read_preprocessor(Path(pretrained)) if Path(pretrained).is_dir() else (None, None)
     return HFVisionTower(model, found, feature_layer, mean, std)

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from deco.errors import ConfigError, DecoError
+from deco.train.diskerrors import io_error
 
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-"
@@ -127,7 +128,13 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     bad = nonfinite_tensors(tensors)
     if bad:
         raise DecoError(f"refusing to write non-finite weights to {path}: {bad[:5]}")
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path))
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path))
+    except Exception as exc:  # safetensors wraps a full disk in its own error type: an OSError naming the file
+        problem = io_error(exc, path)
+        if problem is None or problem is exc:
+            raise
+        raise problem from None
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

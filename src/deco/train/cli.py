@@ -34,6 +34,8 @@ def train_command(
     The run directory (train.output_dir) gets config.yaml, versions.json, metrics.jsonl, checkpoint-N/
     folders and final/ (a full model). A killed run continues with --resume, with the same losses; a
     resume with changed settings is refused (one line per setting) unless --allow-change names them.
+    SIGTERM or Ctrl-C finishes the current step, writes a checkpoint and exits (128 + the signal); a second
+    signal exits at once.
     One `deco train` per output_dir at a time (a lock file, .deco.lock, names the holder).
 
     Several processes: accelerate launch --config_file configs/accelerate/NAME.yaml -m deco.cli train CONFIG

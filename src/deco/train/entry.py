@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from deco.config import Config, dump_config, load_config
 from deco.data import DataCollator
-from deco.errors import ConfigError
+from deco.errors import ConfigError, DecoError
 from deco.model.vision import VisionTower
 from deco.runlock import LOCK_NAME, locked
 from deco.train import accel
@@ -20,6 +20,8 @@ from deco.train.batches import BatchPlan
 from deco.train.checkpoint import latest_checkpoint, remove_stale_temp, write_json
 from deco.train.compiled import compile_parts
 from deco.train.diagnostics import DIAGNOSTICS_FILE, BlockDiagnostics
+from deco.train.diskerrors import describe as describe_io_error
+from deco.train.diskerrors import io_error
 from deco.train.freeze import describe_trainable, set_train_modes
 from deco.train.loader import build_loader, loader_settings
 from deco.train.loop import Loop
@@ -43,6 +45,7 @@ from deco.train.runinfo import machine, versions
 from deco.train.setup import build_dataset, model_for_stage, save_final, total_steps_for
 from deco.train.snapshot import load_optimizer, save_checkpoint
 from deco.train.state import TrainState, restore_rng
+from deco.train.stopping import StopRequest, stop_on_signals
 from deco.train.wrapper import TrainingModel
 
 
@@ -93,6 +96,7 @@ def run_training(
     `vision_tower` and `dataset` let callers (the demo) pass an encoder and a dataset built in-process;
     a dataset must return samples as ConversationDataset does and may have `modality_lengths`.
     One writer per run: the main process holds `train.output_dir/.deco.lock` (deco.runlock) throughout.
+    SIGTERM / SIGINT stop it after the current step with a checkpoint: TrainingStopped (deco.train.stopping).
     """
     world = accel.world_size()
     _check(config, world)
@@ -100,16 +104,24 @@ def run_training(
     main = PartialState().is_main_process
     reporter = Reporter(main, config.train.quiet)
     run_dir = Path(config.train.output_dir)
-    if not main:
-        return _run(config, resume, vision_tower, dataset, allowed, reporter, world)
-    prepare_run_dir(run_dir)  # before anything is built: an unwritable folder fails in a second
-    with locked(run_dir / LOCK_NAME, f"train.output_dir {run_dir}", "deco train", say=reporter.info):
-        return _run(config, resume, vision_tower, dataset, allowed, reporter, world)
+    # SIGTERM / SIGINT: finish the step, checkpoint, release the lock, raise TrainingStopped (deco.train.stopping).
+    with stop_on_signals(announce=main) as stop:
+        if not main:
+            return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
+        prepare_run_dir(run_dir)  # before anything is built: an unwritable folder fails in a second
+        with locked(run_dir / LOCK_NAME, f"train.output_dir {run_dir}", "deco train", say=reporter.info):
+            try:
+                return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
+            except Exception as exc:  # a disk failing part-way: one line naming the last good checkpoint
+                problem = io_error(exc)
+                if problem is None:
+                    raise
+                raise DecoError(describe_io_error(problem, run_dir, latest_checkpoint(run_dir))) from None
 
 
 def _run(
     config: Config, resume: bool | str | Path, vision_tower: VisionTower | None, dataset: Dataset | None,
-    allowed: tuple[str, ...], reporter: Reporter, world: int,
+    allowed: tuple[str, ...], reporter: Reporter, world: int, stop: StopRequest,
 ) -> dict[str, Any]:
     train, run_dir = config.train, Path(config.train.output_dir)
     processes = PartialState()
@@ -118,12 +130,12 @@ def _run(
     # (deco.data.index_cache); the other ranks of the machine then map the cache instead of parsing and
     # tokenizing it again each (665K records: minutes and gigabytes per rank).
     with processes.local_main_process_first():
-        resumed: ResumePlan = plan_resume(config, resume, allowed, reporter.info)
+        resumed: ResumePlan = plan_resume(config, resume, allowed, reporter.info, world)
     checkpoint, saved = resumed.checkpoint, resumed.saved
 
     if main and checkpoint is not None:  # a resume knows its checkpoint size before building anything
         reporter.info(check_free_space(run_dir, folder_bytes(checkpoint)))
-    model, counts = model_for_stage(config, vision_tower, checkpoint)
+    model, counts = model_for_stage(config, vision_tower, checkpoint, write_base=main)
     if main and checkpoint is None:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         projector = sum(p.numel() for p in model.projector.parameters())
@@ -211,6 +223,7 @@ def _run(
 
     loop = Loop(
         accelerator, model, optimizer, scheduler, plan, batches, state, train, total, reporter, metrics, save=save,
+        stop=stop,
     )
     if main and train.diagnostics_every > 0:
         deco_model = accelerator.unwrap_model(model).deco
@@ -218,7 +231,9 @@ def _run(
                                             run_dir / DIAGNOSTICS_FILE)
     if saved is not None:
         restore_rng(saved["rng"][min(accelerator.process_index, len(saved["rng"]) - 1)])
-        loop.last_saved = state.step
+        # With changes accepted, the resumed step is saved again even when no step is left to run, so the
+        # checkpoint records them (the next --resume compares against what this one used).
+        loop.last_saved = -1 if resumed.accepted else state.step
     started = time.perf_counter()
     try:
         loop.run()

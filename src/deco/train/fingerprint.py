@@ -1,11 +1,15 @@
 """What data a run trained on, by content rather than by path: the data file's hash and an image manifest.
 
-The data file is hashed in full (SHA-256; about a second per GB; deco.data.index_cache keeps the hash and
-the list of images per data file, so a resume need not parse the file again). Images are too many to hash, so a
-manifest of each referenced image's path (as written in the records), size and modification time is
-hashed instead: moving or copying the data with its times kept (`mv`, `cp -p`, `rsync -a`) keeps the
-fingerprint, while an edited, replaced or removed image changes it. The manifest itself is kept in
-the run directory (`data_manifest.tsv`) so a changed fingerprint can say which images changed.
+The data file is hashed in full (SHA-256; about a second per GB). Images are many, so by default
+(`data.fingerprint: stat`) a manifest of each referenced image's path (as written in the records), size
+and modification time is hashed instead: moving or copying the data with its times kept (`mv`, `cp -p`,
+`rsync -a`) keeps the fingerprint, while an edited, replaced or removed image changes it, unless it was
+replaced by a file of the same size with its time set back. `data.fingerprint: content` puts each
+image's SHA-256 in the manifest instead of its time, which catches that too, at the cost of reading
+every image at each start (benchmarks/data/fingerprint_cost.py measures it). The manifest itself is kept
+in the run directory (`data_manifest.tsv`) so a changed fingerprint can say which images changed. The
+data file's hash, record count and image list come from deco.data.index_cache, which keeps them per data
+file, so a resume need not parse the file again.
 """
 
 from __future__ import annotations
@@ -22,16 +26,18 @@ _SHOW = 3  # changed images named in a message
 
 
 def data_fingerprint(
-    train_file: str | Path, summary: RecordsSummary, image_folder: str | Path | None
+    train_file: str | Path, summary: RecordsSummary, image_folder: str | Path | None, by: str = "stat"
 ) -> tuple[dict[str, Any], list[str]]:
-    """(fingerprint dict, manifest rows) of a run's training data, from the file's summary."""
-    manifest = manifest_rows(summary.images, image_folder)
+    """(fingerprint dict, manifest rows) of a run's training data, from the file's summary; `by`:
+    data.fingerprint."""
+    manifest = manifest_rows(summary.images, image_folder, by)
     fingerprint = {
         "data_file": str(train_file),
         "data_sha256": summary.data_sha256,
         "data_bytes": summary.data_bytes,
         "records": summary.records,
         "images": len(manifest),
+        "images_by": by,
         "images_manifest_sha256": hashlib.sha256("\n".join(manifest).encode("utf-8")).hexdigest(),
     }
     return fingerprint, manifest
@@ -51,12 +57,16 @@ def describe_change(old: dict[str, Any], new: dict[str, Any], old_manifest: Path
             f"{old.get('data_bytes')} bytes, sha256 {str(old.get('data_sha256'))[:12]} -> {new['data_file']}: "
             f"{new['records']} records, {new['data_bytes']} bytes, sha256 {new['data_sha256'][:12]})"
         )
-    if old.get("images_manifest_sha256") != new["images_manifest_sha256"]:
-        parts.append("images changed: " + _manifest_diff(old_manifest, manifest, old.get("images")))
+    before, now = old.get("images_by", "stat"), new.get("images_by", "stat")
+    if before != now:  # the two manifests cannot be compared row by row
+        parts.append(f"images were fingerprinted by {before} in the recorded run and by {now} now (data.fingerprint); "
+                     "they cannot be compared")
+    elif old.get("images_manifest_sha256") != new["images_manifest_sha256"]:
+        parts.append("images changed: " + _manifest_diff(old_manifest, manifest, old.get("images"), now))
     return "; ".join(parts)
 
 
-def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any) -> str:
+def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any, by: str = "stat") -> str:
     if old_file is None or not old_file.is_file():
         return f"{old_count} images in the run's manifest, {len(rows)} now (no {MANIFEST_FILE} kept to compare)"
     before = dict(_split(line) for line in old_file.read_text(encoding="utf-8").splitlines() if line)
@@ -65,7 +75,8 @@ def _manifest_diff(old_file: Path | None, rows: list[str], old_count: Any) -> st
     added = [p for p in now if p not in before]
     removed = [p for p in before if p not in now]
     out = []
-    for label, paths in (("modified (size or time)", changed), ("new", added), ("no longer used", removed)):
+    modified = "modified (content)" if by == "content" else "modified (size or time)"
+    for label, paths in ((modified, changed), ("new", added), ("no longer used", removed)):
         if paths:
             out.append(f"{len(paths)} {label}: {', '.join(paths[:_SHOW])}" + (", ..." if len(paths) > _SHOW else ""))
     return "; ".join(out) or "manifest differs"

@@ -24,6 +24,7 @@ from deco.config import DataSection
 from deco.errors import ConfigError
 from deco.train.batches import BatchPlan, StepBatchSampler
 from deco.train.prefetch import PrefetchedLoader
+from deco.train.stopping import ignore_stop_signals
 from deco.train.wire import ReceivedBatches, SendSmallByValue
 
 # More workers than this rarely help one process (JPEG decode + resize is ~14 ms per sample on one
@@ -63,6 +64,7 @@ def die_with_parent(worker_id: int) -> None:
     batch larger than the pipe is in flight. The orphan then holds the run's inherited files (its
     lock, the caller's stdout) indefinitely.
     """
+    ignore_stop_signals()  # SIGTERM / SIGINT to the process group: the training process stops cleanly
     if not sys.platform.startswith("linux"):
         return
     pr_set_pdeathsig = 1  # from <sys/prctl.h>

@@ -4,9 +4,11 @@ check for non-finite values, step, log, checkpoint."""
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ from deco.train.loss import count_loss_tokens, summed_token_loss
 from deco.train.metrics import MetricsWriter
 from deco.train.progress import Reporter
 from deco.train.state import TrainState
+from deco.train.stopping import StopRequest, TrainingStopped
 
 # What the model reads from a batch; tensors go to the device, `image_layouts` (AnyRes) stays a list.
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_layouts")
@@ -61,19 +64,38 @@ class Loop:
     window: list[StepResult] = field(default_factory=list)
     last_saved: int = -1
     diagnostics: BlockDiagnostics | None = None  # train.diagnostics_every > 0 (main process)
+    stop: StopRequest | None = None  # set by SIGTERM / SIGINT (deco.train.stopping)
+    last_checkpoint: Path | None = None
 
     def run(self) -> None:
-        """Train from state.step to total_steps."""
+        """Train from state.step to total_steps; on a stop signal, checkpoint the finished step and raise
+        TrainingStopped."""
         self.reporter.start(self.total_steps, self.state.step)
         try:
             while self.state.step < self.total_steps:
                 self._advance(self.next_step())
-                if self.train.save_every > 0 and self.state.step % self.train.save_every == 0:
+                stopping = self._stop_requested()
+                if stopping or self.train.save_every > 0 and self.state.step % self.train.save_every == 0:
                     self._save()
+                if stopping:
+                    assert self.stop is not None and self.stop.signum is not None
+                    raise TrainingStopped(self.stop.signum, self.state.step, self.total_steps, self.last_checkpoint)
             if self.last_saved != self.state.step:
                 self._save()
         finally:
             self.reporter.close()
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal arrived; with several processes, whether any got one (all must stop at the
+        same step: saving is collective)."""
+        local = self.stop is not None and self.stop.requested
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return local
+        flag = acc.reduce(torch.tensor([int(local)], device=acc.device), "max")
+        if self.stop is not None and not local and bool(flag.item()):
+            self.stop.signum = signal.SIGTERM  # another process got it; stop with the same status
+        return bool(flag.item())
 
     # ---- one optimizer step -----------------------------------------------------------------
 
@@ -204,7 +226,7 @@ class Loop:
         self.reporter.step(record, self.total_steps)
 
     def _save(self) -> None:
-        self.save()
+        self.last_checkpoint = self.save()
         self.last_saved = self.state.step
 
 

@@ -30,13 +30,17 @@ HISTORY_FILE = "config_history.jsonl"
 SKIPPED_FILE = "skipped_samples.jsonl"
 DATA_KEY = "data"  # the data fingerprint, as an --allow-change key
 
-# Settings that do not change what the run computes (where it writes, how often it logs, how the
-# global batch is split into micro-batches, memory-saving recomputation, loader workers, safety checks).
+WORLD_KEY = "world_size"  # processes, as an --allow-change key: with the micro-batch size, how a batch is split
+
+# Settings that do not change what the run computes (where it writes, how often it logs, memory-saving
+# recomputation, loader workers, safety checks, how images are fingerprinted). How the global batch is
+# split into micro-batches is NOT among them: the same batch summed in another order differs in the last
+# bits (about 1e-6 in the loss), so the run stops being bitwise reproducible.
 NOT_TRAJECTORY = (
     "train.output_dir", "train.log_every", "train.diagnostics_every", "train.save_every", "train.keep_last", "train.quiet",
-    "train.per_device_batch_size", "train.gradient_checkpointing", "train.compile",
-    "train.report_to", "train.tracker_project",
+    "train.gradient_checkpointing", "train.report_to", "train.tracker_project",
     "data.num_workers", "data.prefetch_thread", "data.cache_dir", "data.check_images", "data.allow_outside_image_folder",
+    "data.fingerprint",  # a change of method shows as a data change (deco.train.fingerprint.describe_change)
     # Paths: the data is compared by content (the fingerprint), not by where it lies.
     "data.train_file", "data.image_folder",
     "model.allow_pickle",
@@ -45,7 +49,7 @@ NOT_TRAJECTORY = (
 CHANGEABLE = (
     "train.lr", "train.projector_lr", "train.weight_decay", "train.warmup_ratio", "train.lr_schedule",
     "train.max_steps", "train.epochs", "train.max_grad_norm", "train.on_nonfinite", "train.precision",
-    "train.optimizer", DATA_KEY,
+    "train.optimizer", "train.per_device_batch_size", WORLD_KEY, "train.compile", DATA_KEY,
 )
 _SECTIONS = ("model", "vision", "projector", "llm", "data", "train")
 
@@ -189,7 +193,7 @@ class ResumePlan:
 
 
 def plan_resume(config: Config, resume: bool | str | Path | None, allowed: Sequence[str],
-                say: Callable[[str], Any]) -> ResumePlan:
+                say: Callable[[str], Any], world: int = 1) -> ResumePlan:
     """Find the checkpoint, compare every trajectory setting and the data fingerprint with it, and
     refuse (ConfigError, one line per setting) unless each change is allowed. Cheap: runs before the
     model is built."""
@@ -203,7 +207,8 @@ def plan_resume(config: Config, resume: bool | str | Path | None, allowed: Seque
         # (then its records are not parsed at all: the cached tokenized index serves the dataset).
         summary, plan.records = records_summary(data.train_file, data.allow_multi_image,
                                                 resolve_cache_dir(data.cache_dir))
-        plan.fingerprint, plan.manifest = data_fingerprint(data.train_file, summary, data.image_folder)
+        plan.fingerprint, plan.manifest = data_fingerprint(data.train_file, summary, data.image_folder,
+                                                           data.fingerprint)
     if plan.checkpoint is None:
         if latest_checkpoint(run_dir) is not None:
             raise ConfigError(
@@ -213,6 +218,8 @@ def plan_resume(config: Config, resume: bool | str | Path | None, allowed: Seque
         return plan
     plan.saved = read_resume(plan.checkpoint)
     changes = trajectory_changes(plan.saved.get("config", {}), config.to_dict())
+    if plan.saved.get(WORLD_KEY) not in (None, world):  # processes: with the micro-batch, how a batch is split
+        changes[WORLD_KEY] = (plan.saved[WORLD_KEY], world)
     old = plan.saved.get("data_fingerprint")
     if old is not None and plan.fingerprint is not None:
         what = describe_change(old, plan.fingerprint, run_dir / MANIFEST_FILE, plan.manifest or [])

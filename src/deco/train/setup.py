@@ -13,7 +13,17 @@ from deco.config import Config
 from deco.data import ConversationDataset, Record
 from deco.data.index_cache import resolve_cache_dir
 from deco.errors import ConfigError
-from deco.interop.lora import apply_lora, has_lora, lora_files, merge_lora, run_base_llm, write_lora_files
+from deco.interop.lora import (
+    apply_lora,
+    has_lora,
+    lora_files,
+    mark_merged,
+    merge_lora,
+    merged_readme,
+    run_base_llm,
+    save_base_llm,
+    write_lora_files,
+)
 from deco.model import DecoModel, build_model, load_projector_weights, save_model
 from deco.model.llm import DTYPES
 from deco.model.vision import VisionTower
@@ -48,13 +58,14 @@ def stage1_projector_file(path: str) -> Path:
 
 
 def model_for_stage(
-    config: Config, vision_tower: VisionTower | None = None, checkpoint: Path | None = None
+    config: Config, vision_tower: VisionTower | None = None, checkpoint: Path | None = None, write_base: bool = False
 ) -> tuple[DecoModel, dict[str, tuple[int, int]]]:
     """Build the model (seeded, so random-init parts agree across processes and on resume), load the
     stage-1 projector, freeze for the stage, and load a resumed checkpoint's trainable weights.
 
     Everything is loaded into the plain model, before accelerate wraps or shards it: a ZeRO-3 or FSDP
     parameter has no full tensor to load into (LLaVA's `size mismatch ... torch.Size([0])`).
+    `write_base`: write a LoRA run's base LLM to its base_llm/ folder when needed (deco.interop.lora).
     """
     train = config.train
     seed_everything(train.seed)
@@ -70,6 +81,8 @@ def model_for_stage(
             model.projector, opts.blip2_checkpoint, opts.blip2_layers, allow_pickle=config.model.allow_pickle
         )
     counts = apply_stage(model, train)
+    if write_base:  # main process: a LoRA run's base LLM, when nothing else holds it (its adapters name it)
+        save_base_llm(model, config)
     if train.lora.enabled:
         # LoRA adapters on the LLM: its base weights freeze again, only the adapters train.
         apply_lora(model, train.lora, train.gradient_checkpointing)
@@ -150,8 +163,11 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
             copy.load_state_dict(weights, strict=False)
             unwrapped = copy
     if accelerator.is_main_process:
-        adapter = lora_files(unwrapped, base_model=run_base_llm(config)) if has_lora(unwrapped) else None
+        base = run_base_llm(config)
+        adapter = lora_files(unwrapped, base_model=base) if has_lora(unwrapped) else None
         merge_lora(unwrapped)
+        if adapter is not None:
+            mark_merged(unwrapped, base)
         unwrapped.to(DTYPES[config.model.dtype])  # float32 master weights back to the model's dtype
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # HF's "Writing model shards" bar, next to ours
@@ -160,6 +176,7 @@ def save_final(accelerator: Any, model: Any, config: Config, vision_tower: Visio
                 save_model(unwrapped, tmp)
                 if adapter is not None:  # the adapters in PEFT's format, as they were before the merge
                     write_lora_files(adapter, tmp)
+                    (tmp / "README.md").write_text(merged_readme(base), encoding="utf-8")
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
