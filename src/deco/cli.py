@@ -74,10 +74,11 @@ def info_command(
 ) -> None:
     """Build the model a config describes and print its geometry and parameters per component."""
     from deco.config import load_config
-    from deco.model import build_model
+
+    resolved = load_config(config, overrides or [])  # a typo is reported before torch loads (seconds)
+    from deco.model.builder import build_model
     from deco.train.freeze import apply_stage
 
-    resolved = load_config(config, overrides or [])
     model = build_model(resolved)
     apply_stage(model, resolved.train)  # trainable = what `deco train` trains in this config's stage
     table = Table(title=f"Model (trainable in stage {resolved.train.stage})")

@@ -210,11 +210,12 @@ class Config:
 
     def validate(self) -> None:
         """Cross-field checks: projector options against its config class; AnyRes layouts against limits."""
-        from deco.projectors import get_projector_class, make_projector_config
+        # Torch-free on purpose: every command validates its config before loading a model (seconds).
+        from deco.projectors.registry import get_options_class, make_projector_config
 
         make_projector_config(self.projector.name, self.projector.options)
         anyres = self.vision.anyres
-        if anyres.enabled and getattr(get_projector_class(self.projector.name), "supports_time", False):
+        if anyres.enabled and get_options_class(self.projector.name).takes_video:
             raise ConfigError(
                 f"'vision.anyres.enabled': high-resolution tiles are for images, but projector "
                 f"'{self.projector.name}' takes videos; turn AnyRes off or pick an image projector"
@@ -223,7 +224,7 @@ class Config:
         layers = resolve_multi_level_layers(self)
         if layers is not None and self.vision.pretrained is None:
             # A randomly initialised HF tower: its depth is known now, so a bad index names the file.
-            from deco.model.vision import hf_encoder_depth
+            from deco.model.arch import hf_encoder_depth
 
             where = f"the {self.vision.arch} encoder of 'vision.hf_config'"
             check_layer_indices(layers, hf_encoder_depth(self.vision.arch, self.vision.hf_config), where,
@@ -236,12 +237,12 @@ def resolve_multi_level_layers(config: Config) -> list[int] | None:
     `vision.multi_level_layers`, else the projector's `reference_layers`; their count must equal the
     projector's `levels`. ConfigErrors name the key.
     """
-    from deco.projectors import get_projector_class, make_projector_config
+    from deco.projectors.registry import get_options_class, make_projector_config
 
     key = "'vision.multi_level_layers'"
-    cls = get_projector_class(config.projector.name)
+    cls = get_options_class(config.projector.name)
     layers = config.vision.multi_level_layers
-    if not cls.wants_multi_level:
+    if not cls.multi_level:
         if layers is not None:
             raise ConfigError(
                 f"{key} = {layers} is set but projector '{config.projector.name}' reads one feature layer "
@@ -282,7 +283,7 @@ def check_layer_indices(layers: list[int], num_layers: int, where: str = "", def
 
 def check_anyres_section(section: AnyResSection) -> list[str]:
     """The section's layouts as canonical 'RxC' strings, or a ConfigError naming the key at fault."""
-    from deco.model.anyres import parse_layout
+    from deco.model.layout import parse_layout
 
     if isinstance(section.max_tiles, bool) or section.max_tiles < 1:
         raise ConfigError(f"'vision.anyres.max_tiles' must be a positive int, got {section.max_tiles!r}")

@@ -4,6 +4,8 @@
 import transformers itself. Instead: if transformers is already imported, register now; otherwise a
 one-shot import hook registers right after transformers finishes importing. Then
 `AutoModelForImageTextToText.from_pretrained(folder_with_model_type_deco)` works after `import deco`.
+The same hook runs other deco set-up that needs transformers (`when_transformers_imported`, e.g. deco.model
+quieting weight-loading bars) without importing it early.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
 _TARGET = "transformers"
 _MODULE = "deco.interop.hf_model"  # registers the classes when imported
+_PENDING: list[Callable[[], object]] = []  # run, in order, once transformers finishes importing
 
 
 def register_now() -> None:
@@ -33,7 +36,7 @@ def register_now() -> None:
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the real loader of `transformers` so registration follows its import."""
+    """Finds nothing itself: wraps the real loader of `transformers` so the pending calls follow its import."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -49,15 +52,24 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             run(module)
-            register_now()
+            while _PENDING:
+                _PENDING.pop(0)()
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
+def when_transformers_imported(callback: Callable[[], object]) -> None:
+    """Call `callback` now if transformers is imported, else right after it finishes importing (once)."""
+    if _TARGET in sys.modules:
+        callback()
+        return
+    if callback not in _PENDING:
+        _PENDING.append(callback)
+    if not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterImport())
+
+
 def install() -> None:
     """Register now if transformers is imported, else once it is."""
-    if _TARGET in sys.modules:
-        register_now()
-    elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterImport())
+    when_transformers_imported(register_now)

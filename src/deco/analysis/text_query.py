@@ -19,7 +19,7 @@ from deco.analysis.query_patch import check_chunk_size, eval_mode
 from deco.analysis.relevance import decoder_row, head_mean_relevance, row_normalise
 from deco.errors import ConfigError, DataError, ShapeError
 from deco.model.multimodal import DecoModel
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 DEFAULT_TEMPLATE = "vicuna_v1"
 

@@ -30,7 +30,7 @@ from deco.bench.trainstep import Recipe
 from deco.bench.workload import Variant, Workbench, set_stage, trainable_parameters, variant_plan
 from deco.errors import ConfigError
 from deco.model.llm import DTYPES
-from deco.projectors import get_projector_class, projector_names
+from deco.projectors.registry import get_options_class, projector_names
 from deco.train.optim import OPTIMIZERS
 
 SCHEMA = "deco-bench/1"
@@ -96,9 +96,9 @@ def check_options(opts: BenchOptions) -> SizeSpec:
     spec = get_size(opts.size, opts.proxy_layers)
     projectors = opts.projectors or spec.projectors
     if projectors == ["all"]:  # every image projector: the bench times single images
-        projectors = [p for p in projector_names() if not getattr(get_projector_class(p), "supports_time", False)]
+        projectors = [p for p in projector_names() if not get_options_class(p).takes_video]
     for name in projectors:
-        if getattr(get_projector_class(name), "supports_time", False):  # also a ConfigError for unknown names
+        if get_options_class(name).takes_video:  # also a ConfigError for unknown names
             raise ConfigError(
                 f"'{name}' is a video projector; deco bench times single images (its image equivalents: "
                 "deco for deco3d/deco_spatial/pllava, qformer for qformer_video); `deco projectors` lists "

@@ -23,7 +23,7 @@ from typing import Any
 
 from deco.data.templates import GPT, HUMAN, Turn
 from deco.errors import DataError
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 ROLE_ALIASES = {"human": HUMAN, "user": HUMAN, "gpt": GPT, "assistant": GPT}
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from deco.errors import ConfigError, DataError
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 HUMAN, GPT = "human", "gpt"
 Turn = tuple[str, str]  # (role, text), role is HUMAN or GPT

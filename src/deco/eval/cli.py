@@ -68,10 +68,12 @@ def register(app: typer.Typer) -> None:
         """
         from deco.config import EvalSection, load_config
         from deco.errors import ConfigError
+
+        from_config = load_config(config).eval if config else None  # checked before torch loads (seconds)
         from deco.eval.runner import EvalSettings, resolve_model_dir, run_eval, run_eval_defaults
         from deco.eval.score import summarize
 
-        defaults = load_config(config).eval if config else run_eval_defaults(model) or EvalSection()
+        defaults = from_config or run_eval_defaults(model) or EvalSection()
         bench = benchmark or defaults.benchmark
         annotations = data or (Path(defaults.data) if defaults.data else None)
         if bench is None or annotations is None:

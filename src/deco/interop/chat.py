@@ -20,7 +20,7 @@ from deco.data.templates import get_template, render_prompt
 from deco.errors import ConfigError, DecoError
 from deco.interop.resolve import PromptStyle
 from deco.model import DecoModel
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 
 @dataclass

@@ -14,7 +14,7 @@ import json
 
 from deco.data.templates import TEMPLATES, Template, get_template
 from deco.errors import ConfigError
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 _SENTINEL = "\x00DECO\x00"
 

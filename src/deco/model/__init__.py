@@ -1,12 +1,30 @@
-"""Vision towers, the multimodal model, its processor, and loading/saving."""
+"""Vision towers, the multimodal model, its processor, and loading/saving.
 
-from deco.model.builder import build_model, load_model, load_projector_weights, save_model
-from deco.model.multimodal import DecoModel
-from deco.model.processor import ImageTransform, Processor
-from deco.model.vision import HFVisionTower, VisionTower, load_vision_tower
+Exports are lazy: config validation imports torch-free modules of this package (layout.py, arch.py,
+tokens.py), and importing the package must not load transformers for them (see lazy.py).
+"""
+
+from deco.hf_registration import when_transformers_imported
+from deco.lazy import lazy_exports
 from deco.quiet import quiet_weight_loading
 
-quiet_weight_loading()  # every command loads models through here: no per-part "Loading weights" bars
+# Every command loads models through this package: no per-part "Loading weights" bars. Installed once
+# transformers is imported, so that importing the package stays free of it.
+when_transformers_imported(quiet_weight_loading)
+
+_EXPORTS = {
+    "build_model": "builder",
+    "load_model": "builder",
+    "load_projector_weights": "builder",
+    "save_model": "builder",
+    "DecoModel": "multimodal",
+    "ImageTransform": "processor",
+    "Processor": "processor",
+    "HFVisionTower": "vision",
+    "VisionTower": "vision",
+    "load_vision_tower": "vision",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DecoModel",
@@ -17,6 +35,5 @@ __all__ = [
     "build_model",
     "load_model",
     "load_projector_weights",
-    "load_vision_tower",
     "save_model",
 ]

@@ -25,29 +25,15 @@ import torch
 from PIL import Image
 
 from deco.errors import ConfigError, ShapeError
+from deco.model.layout import Layout, parse_layout
 from deco.projectors.base import Grid
 
 if TYPE_CHECKING:  # processor.py imports this module
     from deco.model.processor import ImageTransform
 
-Layout = tuple[int, int]  # (rows, cols) of tiles
-
 # LLaVA-NeXT (v1.6) grid pinpoints at 336 px: 336x672, 672x336, 672x672, 1008x336, 336x1008.
 DEFAULT_LAYOUTS: tuple[Layout, ...] = ((1, 2), (2, 1), (2, 2), (1, 3), (3, 1))
 LAYOUT_TOKENS = ("newline", "separator")
-
-
-def parse_layout(value: object, where: str = "layout") -> Layout:
-    """(rows, cols) from [2, 2], (1, 3) or '2x2'."""
-    if isinstance(value, str):
-        try:
-            value = [int(p) for p in value.lower().replace(" ", "").split("x")]
-        except ValueError:
-            raise ConfigError(f"{where}: a tile layout looks like '2x2' (rows x cols), got {value!r}") from None
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)):
-        raise ConfigError(f"{where}: a tile layout is two positive ints (rows, cols), got {value!r}")
-    return (value[0], value[1])
 
 
 def select_layout(size: tuple[int, int], layouts: Sequence[Layout], tile: int) -> Layout:

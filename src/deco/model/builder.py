@@ -29,7 +29,7 @@ from deco.model.multimodal import DecoModel
 from deco.model.tokenizer import ensure_image_token
 from deco.model.vision import VisionTower, load_vision_tower
 from deco.pickles import pickle_policy
-from deco.projectors import build_projector, get_projector_class, make_projector_config
+from deco.projectors.registry import build_projector, get_options_class, make_projector_config
 
 MODEL_FORMAT = "deco-model"
 FORMAT_VERSION = 1
@@ -166,9 +166,7 @@ def load_model(directory: str | Path, vision_tower: VisionTower | None = None, a
     )
     config.model.load_from = None
     config.model.allow_pickle = allow_pickle
-    if "multi_level_layers" not in sections["vision"] and getattr(
-        get_projector_class(config.projector.name), "wants_multi_level", False
-    ):
+    if "multi_level_layers" not in sections["vision"] and get_options_class(config.projector.name).multi_level:
         # Saved before multi-level features existed: such a projector saw the main layer `levels` times.
         levels = getattr(make_projector_config(config.projector.name, config.projector.options), "levels", 1)
         config.vision.multi_level_layers = [config.vision.feature_layer] * levels

@@ -16,8 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from deco.errors import ConfigError
-
-IMAGE_TOKEN = "<image>"
+from deco.model.tokens import IMAGE_TOKEN
 
 
 def ensure_image_token(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -216,16 +216,6 @@ def _read_preprocessor(path: Path) -> tuple[tuple | None, tuple | None]:
     return None, None
 
 
-def hf_encoder_depth(arch: str, hf_config: dict[str, Any] | None = None) -> int:
-    """Layer count of the randomly initialised HF encoder `arch` + `hf_config` would build (no weights made)."""
-    if arch not in _ARCHS:
-        raise ConfigError(f"vision.arch '{arch}' is not supported; valid: {', '.join(_ARCHS)}")
-    try:
-        return int(_ARCHS[arch][0](**(hf_config or {})).num_hidden_layers)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"vision.hf_config is invalid for {arch}: {exc}") from None
-
-
 def load_vision_tower(
     pretrained: str | None,
     arch: str = "clip",

@@ -13,38 +13,14 @@ Parameters at Dv=1024, Dl=4096, 144 queries: 25,327,616.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from deco.errors import ConfigError
 from deco.projectors.attention import AttentionProbe, attend
-from deco.projectors.base import Grid, Projector, ProjectorConfig, require_positive
-from deco.projectors.mlp import _ACTIVATIONS, make_mlp
-
-
-@dataclass
-class AttnPoolConfig(ProjectorConfig):
-    """144 queries, 8 heads, then LayerNorm and mlp2x_gelu."""
-
-    num_queries: int = 144
-    heads: int = 8
-    mlp_depth: int = 2
-    activation: str = "gelu"
-    query_init_std: float = 0.02
-
-    def validate(self) -> None:
-        for name in ("num_queries", "heads", "mlp_depth"):
-            value = getattr(self, name)
-            require_positive(name, value)
-            if not isinstance(value, int):
-                raise ConfigError(f"projector option '{name}' must be an int, got {value!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"projector option 'activation' must be one of {', '.join(_ACTIVATIONS)}")
-        q = self.query_init_std
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or q < 0:
-            raise ConfigError(f"projector option 'query_init_std' must be >= 0, got {q!r}")
+from deco.projectors.base import Grid, Projector
+from deco.projectors.mlp import make_mlp
+from deco.projectors.options.attnpool import AttnPoolConfig
 
 
 class AttentionPoolProjector(Projector):

@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from deco.errors import ConfigError, ShapeError
+from deco.errors import ShapeError
 
-Grid = tuple[int, int]
+# The options side of the contract is torch-free (config validation uses it); re-exported here.
+from deco.projectors.options.base import Grid, ProjectorConfig, parse_grid, require_positive, square_side
 
-
-@dataclass
-class ProjectorConfig:
-    """Base for per-projector config dataclasses; subclasses add fields with reference defaults."""
-
-    def validate(self) -> None:
-        """Raise ConfigError for impossible values (checked once, when the projector is built)."""
-
-
-def require_positive(name: str, value: int | float) -> None:
-    """Raise a ConfigError naming the field when a size is not positive."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"projector option '{name}' must be a positive number, got {value!r}")
-
-
-def parse_grid(value: object, name: str = "grid") -> Grid:
-    """Accept 12, (12, 12), [12, 12] or '12x12' and return an (h, w) tuple of positive ints."""
-    if isinstance(value, str):
-        parts = value.lower().replace(" ", "").split("x")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            raise ConfigError(f"'{name}' must look like '12x12' or 12, got {value!r}") from None
-    elif isinstance(value, int) and not isinstance(value, bool):
-        nums = [value, value]
-    elif isinstance(value, (list, tuple)):
-        nums = list(value)
-    else:
-        raise ConfigError(f"'{name}' must be an int, 'HxW' or [h, w], got {value!r}")
-    if len(nums) == 1:
-        nums = nums * 2
-    if len(nums) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in nums):
-        raise ConfigError(f"'{name}' must be two positive ints, got {value!r}")
-    return (nums[0], nums[1])
-
-
-def square_side(num_tokens: int, name: str = "num_queries") -> int:
-    """Side of the square grid with num_tokens cells, or a ConfigError if it is not a square."""
-    side = round(num_tokens**0.5)
-    if side * side != num_tokens:
-        raise ConfigError(f"'{name}'={num_tokens} must be a perfect square (the tokens form a grid)")
-    return side
+__all__ = ["Grid", "Projector", "ProjectorConfig", "init_normal_", "parse_grid", "require_positive", "square_side"]
 
 
 class Projector(nn.Module):
@@ -68,15 +27,24 @@ class Projector(nn.Module):
     name: ClassVar[str] = ""
     # Projectors that are numerically fragile in half precision (Honeybee's D-Abstractor) stay fp32.
     keeps_fp32: ClassVar[bool] = False
-    # Projectors that also read several encoder layers (TokenPacker's keys/values) set this; their
-    # forward then takes `multi_level=[B, N, levels*Dv]`, those layers' patch features concatenated on
-    # the channel axis in the order listed, and the instance's `levels` says how many it takes.
-    # DecoModel supplies them; called with `features` alone, such a projector falls back on its own.
+    # What the model must feed the projector, copied from `config_class` (declared there, torch-free, so
+    # config validation knows it before torch loads; see options/base.py):
+    # - supports_time: takes videos, grids (frames, h, w) (projectors/video.py).
+    # - wants_multi_level: also reads several encoder layers (TokenPacker's keys/values); forward then
+    #   takes `multi_level=[B, N, levels*Dv]`, those layers' patch features concatenated on the channel
+    #   axis in the order listed, and the instance's `levels` says how many. DecoModel supplies them;
+    #   called with `features` alone, such a projector falls back on its own.
+    # - reference_layers: the hidden states the reference concatenates (default of vision.multi_level_layers).
+    supports_time: ClassVar[bool] = False
     wants_multi_level: ClassVar[bool] = False
-    # The encoder hidden-state indices the reference implementation concatenates (the default of
-    # `vision.multi_level_layers` for this projector); None when there is no reference choice.
     reference_layers: ClassVar[tuple[int, ...] | None] = None
     levels: int = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.supports_time = cls.config_class.takes_video
+        cls.wants_multi_level = cls.config_class.multi_level
+        cls.reference_layers = cls.config_class.reference_layers
 
     def __init__(self, config: ProjectorConfig, vision_width: int, llm_width: int) -> None:
         super().__init__()

@@ -9,14 +9,14 @@ import torch
 
 from deco.errors import DecoError
 from deco.projectors.base import parse_grid, square_side
-from deco.projectors.registry import build_projector, get_projector_class, projector_names
+from deco.projectors.registry import build_projector, get_options_class, projector_names
 
 
 def token_options(name: str, tokens: int | None) -> dict[str, Any]:
     """Map a requested output token count onto the projector's own option, where it has one."""
     if tokens is None:
         return {}
-    fields = {f.name for f in dataclasses.fields(get_projector_class(name).config_class)}
+    fields = {f.name for f in dataclasses.fields(get_options_class(name))}
     for option in ("num_queries", "num_latents"):
         if option in fields:
             return {option: tokens}

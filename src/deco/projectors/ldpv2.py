@@ -9,24 +9,13 @@ The reference needs a square input grid; here any h x w grid that is at least th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from deco.projectors.base import Grid, Projector, ProjectorConfig, parse_grid
+from deco.projectors.base import Grid, Projector
 from deco.projectors.mlp import make_mlp
+from deco.projectors.options.ldpv2 import LDPv2Config
 from deco.projectors.pooling import check_poolable, grid_pool
-
-
-@dataclass
-class LDPv2Config(ProjectorConfig):
-    """MobileVLM V2 default: pool to 12x12 (576 -> 144 tokens)."""
-
-    grid: tuple[int, int] | str | int = (12, 12)
-
-    def __post_init__(self) -> None:
-        self.grid = parse_grid(self.grid, "grid")
 
 
 class LDPv2Projector(Projector):

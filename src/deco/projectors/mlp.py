@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from deco.errors import ConfigError
-from deco.projectors.base import Grid, Projector, ProjectorConfig, require_positive
+from deco.projectors.base import Grid, Projector
+from deco.projectors.options.base import ACTIVATIONS
+from deco.projectors.options.mlp import LinearConfig, MLPConfig
 
-_ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}
+# Keyed by the torch-free names options validate against (a missing module fails at import).
+_MODULES = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}
+_ACTIVATIONS = {name: _MODULES[name] for name in ACTIVATIONS}
 
 
 def make_mlp(in_width: int, out_width: int, depth: int, activation: str = "gelu") -> nn.Sequential:
@@ -21,24 +23,6 @@ def make_mlp(in_width: int, out_width: int, depth: int, activation: str = "gelu"
     for _ in range(depth - 1):
         layers += [_ACTIVATIONS[activation](), nn.Linear(out_width, out_width)]
     return nn.Sequential(*layers)
-
-
-@dataclass
-class MLPConfig(ProjectorConfig):
-    """LLaVA-1.5 default: two linear layers with GELU between (mlp2x_gelu)."""
-
-    depth: int = 2
-    activation: str = "gelu"
-
-    def validate(self) -> None:
-        require_positive("depth", self.depth)
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"projector option 'activation' must be one of {', '.join(_ACTIVATIONS)}")
-
-
-@dataclass
-class LinearConfig(ProjectorConfig):
-    """LLaVA v1: a single linear map, no options."""
 
 
 class MLPProjector(Projector):

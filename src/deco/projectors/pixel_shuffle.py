@@ -9,35 +9,13 @@ over (i, j). This is the order of Idefics3's `pixel_shuffle` and of InternVL's w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deco.errors import ConfigError, ShapeError
-from deco.projectors.base import Grid, Projector, ProjectorConfig, require_positive
-
-
-@dataclass
-class PixelShuffleConfig(ProjectorConfig):
-    """InternVL default: 2x2 neighbours merged (576 -> 144 tokens), LayerNorm before the MLP (mlp1)."""
-
-    scale_factor: int = 2
-    layer_norm: bool = True
-    # pad=True zero-pads the bottom rows / right columns up to a multiple of scale_factor, so edge
-    # tokens carry zeros in the channel blocks of the missing patches; False rejects such grids.
-    pad: bool = False
-
-    def validate(self) -> None:
-        if isinstance(self.scale_factor, bool) or not isinstance(self.scale_factor, int):
-            raise ConfigError(f"projector option 'scale_factor' must be an int, got {self.scale_factor!r}")
-        require_positive("scale_factor", self.scale_factor)
-        for name in ("layer_norm", "pad"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"projector option '{name}' must be true or false, got {getattr(self, name)!r}"
-                )
+from deco.errors import ShapeError
+from deco.projectors.base import Grid, Projector
+from deco.projectors.options.pixel_shuffle import PixelShuffleConfig
 
 
 def space_to_depth(features: torch.Tensor, grid: Grid, scale: int) -> torch.Tensor:

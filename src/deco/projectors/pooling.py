@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from deco.errors import ConfigError, ShapeError
-from deco.projectors.base import Grid, Projector, ProjectorConfig, parse_grid, require_positive
-from deco.projectors.mlp import _ACTIVATIONS, make_mlp
-
-
-@dataclass
-class DecoConfig(ProjectorConfig):
-    """Paper default: 24x24 -> 12x12 (576 -> 144 tokens), then mlp2x_gelu. Pooling has no weights."""
-
-    grid: tuple[int, int] | str | int = (12, 12)
-    mlp_depth: int = 2
-    activation: str = "gelu"
-
-    def __post_init__(self) -> None:
-        self.grid = parse_grid(self.grid, "grid")
-
-    def validate(self) -> None:
-        require_positive("mlp_depth", self.mlp_depth)
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"projector option 'activation' must be one of {', '.join(_ACTIVATIONS)}")
+from deco.errors import ShapeError
+from deco.projectors.base import Grid, Projector
+from deco.projectors.mlp import make_mlp
+from deco.projectors.options.pooling import DecoConfig
 
 
 def grid_pool(features: torch.Tensor, in_grid: Grid, out_grid: Grid) -> torch.Tensor:

@@ -1,4 +1,9 @@
-"""Exact-name registry of projectors. No substring matching: an unknown name is an error."""
+"""Exact-name registry of projectors. No substring matching: an unknown name is an error.
+
+One table serves both sides: config validation looks up a projector's options class here without
+importing torch (`make_projector_config`, `get_options_class`); building one imports its torch module
+(`get_projector_class`, `build_projector`). Neither imports any other projector's module.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,41 @@ import dataclasses
 import difflib
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deco.errors import ConfigError
-from deco.projectors.base import Projector, ProjectorConfig
+from deco.projectors.options.base import ProjectorConfig
 
-# name -> "module:Class". Listed here (not discovered) so the set of names is explicit and
-# importing one projector does not import them all.
-_PROJECTORS: dict[str, str] = {
-    "linear": "deco.projectors.mlp:LinearProjector",
-    "mlp": "deco.projectors.mlp:MLPProjector",
-    "deco": "deco.projectors.pooling:DecoProjector",
-    "qformer": "deco.projectors.qformer:QFormerProjector",
-    "cabstractor": "deco.projectors.cabstractor:CAbstractor",
-    "dabstractor": "deco.projectors.dabstractor:DAbstractor",
-    "resampler": "deco.projectors.resampler:PerceiverResampler",
-    "attnpool": "deco.projectors.attnpool:AttentionPoolProjector",
-    "pixel_shuffle": "deco.projectors.pixel_shuffle:PixelShuffleProjector",
-    "ldpv2": "deco.projectors.ldpv2:LDPv2Projector",
-    "tokenpacker": "deco.projectors.tokenpacker:TokenPackerProjector",
+if TYPE_CHECKING:
+    from deco.projectors.base import Projector
+
+
+class _Entry(NamedTuple):
+    family: str  # deco.projectors.<family> holds the module, deco.projectors.options.<family> its options
+    module_class: str
+    options_class: str
+
+
+# Listed here (not discovered) so the set of names is explicit and importing one projector does not
+# import them all.
+_PROJECTORS: dict[str, _Entry] = {
+    "linear": _Entry("mlp", "LinearProjector", "LinearConfig"),
+    "mlp": _Entry("mlp", "MLPProjector", "MLPConfig"),
+    "deco": _Entry("pooling", "DecoProjector", "DecoConfig"),
+    "qformer": _Entry("qformer", "QFormerProjector", "QFormerConfig"),
+    "cabstractor": _Entry("cabstractor", "CAbstractor", "CAbstractorConfig"),
+    "dabstractor": _Entry("dabstractor", "DAbstractor", "DAbstractorConfig"),
+    "resampler": _Entry("resampler", "PerceiverResampler", "ResamplerConfig"),
+    "attnpool": _Entry("attnpool", "AttentionPoolProjector", "AttnPoolConfig"),
+    "pixel_shuffle": _Entry("pixel_shuffle", "PixelShuffleProjector", "PixelShuffleConfig"),
+    "ldpv2": _Entry("ldpv2", "LDPv2Projector", "LDPv2Config"),
+    "tokenpacker": _Entry("tokenpacker", "TokenPackerProjector", "TokenPackerConfig"),
     # Video (a time axis: grids (frames, h, w); see projectors/video.py).
-    "deco3d": "deco.projectors.video:Deco3DProjector",
-    "pllava": "deco.projectors.video:PLLaVAProjector",
-    "deco_temporal": "deco.projectors.video:TemporalPoolProjector",
-    "deco_spatial": "deco.projectors.video:SpatialPoolProjector",
-    "qformer_video": "deco.projectors.video:QFormerVideoProjector",
+    "deco3d": _Entry("video", "Deco3DProjector", "Video3DConfig"),
+    "pllava": _Entry("video", "PLLaVAProjector", "Video3DConfig"),
+    "deco_temporal": _Entry("video", "TemporalPoolProjector", "TemporalConfig"),
+    "deco_spatial": _Entry("video", "SpatialPoolProjector", "SpatialConfig"),
+    "qformer_video": _Entry("video", "QFormerVideoProjector", "QFormerVideoConfig"),
 }
 
 
@@ -39,23 +54,36 @@ def projector_names() -> list[str]:
     return list(_PROJECTORS)
 
 
-def get_projector_class(name: str) -> type[Projector]:
-    """Look up a projector class by its exact name."""
+def _entry(name: str) -> _Entry:
     if name not in _PROJECTORS:
         close = difflib.get_close_matches(str(name), _PROJECTORS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(
             f"unknown projector '{name}'.{hint} Valid names: {', '.join(_PROJECTORS)}"
         )
-    module_name, class_name = _PROJECTORS[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    return _PROJECTORS[name]
+
+
+def get_options_class(name: str) -> type[ProjectorConfig]:
+    """The options dataclass of projector `name` (exact name), without importing torch."""
+    entry = _entry(name)
+    module = importlib.import_module(f"deco.projectors.options.{entry.family}")
+    return getattr(module, entry.options_class)
+
+
+def get_projector_class(name: str) -> type[Projector]:
+    """Look up a projector class by its exact name (imports its torch module)."""
+    entry = _entry(name)
+    cls = getattr(importlib.import_module(f"deco.projectors.{entry.family}"), entry.module_class)
+    if cls.config_class is not get_options_class(name):  # the table and the module must tell one story
+        raise TypeError(f"projector '{name}': {cls.__name__}.config_class is not {entry.options_class}")
     cls.name = name
     return cls
 
 
 def make_projector_config(name: str, options: Mapping[str, Any] | None = None) -> ProjectorConfig:
-    """Build the projector's config dataclass from a dict, rejecting unknown keys by name."""
-    cls = get_projector_class(name).config_class
+    """Build the projector's config dataclass from a dict, rejecting unknown keys by name (no torch)."""
+    cls = get_options_class(name)
     options = dict(options or {})
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - fields)

@@ -27,7 +27,6 @@ outside each query's region).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,26 +34,9 @@ from torch import nn
 
 from deco.errors import ConfigError, ShapeError
 from deco.projectors.attention import AttentionProbe
-from deco.projectors.base import Grid, Projector, ProjectorConfig, require_positive
+from deco.projectors.base import Grid, Projector
 from deco.projectors.mlp import make_mlp
-
-
-@dataclass
-class TokenPackerConfig(ProjectorConfig):
-    """Reference defaults: 2x downsampling (576 -> 144 tokens), 8 heads, 4 feature levels for keys/values."""
-
-    scale_factor: int = 2
-    num_heads: int = 8
-    embed_dim: int | None = None  # attention width E; None = the vision width (reference: 1024 = Dv)
-    levels: int = 4  # encoder layers concatenated for keys/values; `vision.multi_level_layers` names them
-
-    def validate(self) -> None:
-        names = ["scale_factor", "num_heads", "levels"] + ([] if self.embed_dim is None else ["embed_dim"])
-        for name in names:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"projector option '{name}' must be an int, got {value!r}")
-            require_positive(name, value)
+from deco.projectors.options.tokenpacker import TokenPackerConfig
 
 
 class TokenPackerProjector(Projector):
@@ -62,8 +44,6 @@ class TokenPackerProjector(Projector):
 
     config_class = TokenPackerConfig
     description = "TokenPacker: coarse point queries inject their s x s region by attention, then an MLP"
-    wants_multi_level = True
-    reference_layers = (12, 16, 22, 23)  # CLIP-L/14 hidden states (entry 0 = embeddings); 23 is LLaVA's -2
 
     def __init__(self, config: TokenPackerConfig, vision_width: int, llm_width: int) -> None:
         super().__init__(config, vision_width, llm_width)

@@ -1,7 +1,9 @@
 """A tiny bundled sample (images, a LLaVA-format training file, GQA and POPE question files with answers)
 that `deco sample DIR` writes, so every README example runs on a fresh clone with no downloads."""
 
-from deco.sample.scenes import SCENES, Scene
-from deco.sample.writer import write_sample
+from deco.lazy import lazy_exports
+
+# Lazy, so that `deco --help` (which imports deco.sample.cli) does not load PIL and the scene painter.
+__getattr__ = lazy_exports(__name__, {"SCENES": "scenes", "Scene": "scenes", "write_sample": "writer"})
 
 __all__ = ["SCENES", "Scene", "write_sample"]

@@ -1,7 +1,8 @@
 """Training: the two-stage LLaVA recipe on accelerate (CPU, 1 GPU, DDP, FSDP, DeepSpeed), resumable.
 
-`run_training(config, resume)` runs a job; `train_main(path, overrides, resume)` is what `deco train`
-calls. Modules: freeze (stage -> trainable), optim (AdamW groups, schedule), batches (data position),
+`run_training(config, resume)` runs a job; `train_main(path, overrides, resume)` loads the config and
+runs it (`deco train` does the same, validating before torch loads). Modules: checks (config checks that
+need no model), freeze (stage -> trainable), optim (AdamW groups, schedule), batches (data position),
 loss (summed token loss), loop (the step), checkpoint/snapshot/state (atomic save and exact resume),
 metrics (metrics.jsonl), progress (bar or quiet lines), accel (backend differences), cli (`deco train`).
 """

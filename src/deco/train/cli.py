@@ -40,11 +40,18 @@ def train_command(
 
     Several processes: accelerate launch --config_file configs/accelerate/NAME.yaml -m deco.cli train CONFIG
     """
-    from deco.train.entry import train_main
+    from deco.config import load_config
 
     extra = ["model.allow_pickle=true"] if allow_pickle else []
-    train_main(config, [*(overrides or []), *extra], resume=str(resume_from) if resume_from is not None else resume,
-               allow_change=allow_change)
+    # Validated before deco.train.entry loads torch, accelerate and transformers (seconds): a typo in an
+    # override is reported at once. Same as train_main(config, overrides, ...), which library users call.
+    resolved = load_config(config, [*(overrides or []), *extra])
+    from deco.train.checks import check_train_config
+
+    check_train_config(resolved)  # one process here; the run checks again with the launcher's count
+    from deco.train.entry import run_training
+
+    run_training(resolved, resume=str(resume_from) if resume_from is not None else resume, allow_change=allow_change)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from deco.runlock import LOCK_NAME, locked
 from deco.train import accel
 from deco.train.batches import BatchPlan
 from deco.train.checkpoint import latest_checkpoint, remove_stale_temp, write_json
+from deco.train.checks import check_train_config
 from deco.train.compiled import compile_parts
 from deco.train.diagnostics import DIAGNOSTICS_FILE, BlockDiagnostics
 from deco.train.diskerrors import describe as describe_io_error
@@ -64,25 +65,6 @@ def train_main(
     return run_training(load_config(config_path, overrides or []), resume=resume, allow_change=allow_change)
 
 
-def _check(config: Config, world: int) -> None:
-    train = config.train
-    if train.stage == 2 and not (train.stage1_checkpoint or config.model.load_from):
-        raise ConfigError(
-            "stage 2 starts from a stage-1 projector: set train.stage1_checkpoint to its file or checkpoint "
-            "folder (or model.load_from to a saved model)"
-        )
-    if train.lora.enabled and train.stage != 2:
-        raise ConfigError("train.lora.enabled applies to stage 2 (stage 1 does not train the LLM)")
-    if train.diagnostics_every < 0:
-        raise ConfigError(f"train.diagnostics_every must be >= 0 (0 = off), got {train.diagnostics_every}")
-    per_step = train.per_device_batch_size * world
-    if train.per_device_batch_size <= 0 or train.global_batch_size % per_step:
-        raise ConfigError(
-            f"train.global_batch_size={train.global_batch_size} is not divisible by per_device_batch_size "
-            f"({train.per_device_batch_size}) x processes ({world}) = {per_step}"
-        )
-
-
 def run_training(
     config: Config,
     resume: bool | str | Path = False,
@@ -99,7 +81,7 @@ def run_training(
     SIGTERM / SIGINT stop it after the current step with a checkpoint: TrainingStopped (deco.train.stopping).
     """
     world = accel.world_size()
-    _check(config, world)
+    check_train_config(config, world)
     allowed = parse_allow_change(allow_change)
     main = PartialState().is_main_process
     reporter = Reporter(main, config.train.quiet)

@@ -17,7 +17,7 @@ import torch
 
 from deco.data import load_image, render_prompt
 from deco.model import DecoModel
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 TEMPLATE = "vicuna_v1"
 

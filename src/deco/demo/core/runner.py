@@ -23,7 +23,7 @@ from deco.demo.core.cache import Assets
 from deco.demo.core.evaluate import answer_all, load_test, score
 from deco.demo.core.settings import DemoSettings
 from deco.errors import NonFiniteError
-from deco.projectors import get_projector_class
+from deco.projectors.registry import get_options_class
 from deco.train.diagnostics import DIAGNOSTICS_FILE, read_diagnostics
 
 Progress = Callable[[str, int], None]  # (phase, units done in that phase)
@@ -35,7 +35,7 @@ def projector_options(settings: DemoSettings, name: str, overrides: dict[str, An
     options = {**settings.projector_options.get(name, {}), **(overrides or {})}
     if settings.kind == "video":
         return {**options, "num_frames": settings.videos.frames}
-    fields = {f.name for f in dataclasses.fields(get_projector_class(name).config_class)}
+    fields = {f.name for f in dataclasses.fields(get_options_class(name))}
     h, w = settings.token_grid
     if "grid" in fields:
         options["grid"] = [h, w]

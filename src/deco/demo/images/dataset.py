@@ -23,7 +23,7 @@ import numpy as np
 from deco.demo.core.settings import SceneSettings
 from deco.demo.images.questions import DESCRIBE, answer_word, ask, caption, conversation_questions
 from deco.demo.images.scenes import Scene, render, sample_scene
-from deco.model.tokenizer import IMAGE_TOKEN
+from deco.model.tokens import IMAGE_TOKEN
 
 T = TypeVar("T")  # a scene or a video
 

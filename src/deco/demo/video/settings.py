@@ -108,7 +108,7 @@ def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
 
 def validate_video(settings: DemoSettings, source: str) -> None:
     """The video kind's cross-field checks (the shared ones are deco.demo.core.settings.validate's)."""
-    from deco.projectors import get_projector_class, projector_names
+    from deco.projectors.registry import get_options_class, projector_names
 
     v = settings.videos
     if v.frames < 2:
@@ -123,7 +123,7 @@ def validate_video(settings: DemoSettings, source: str) -> None:
     for name in settings.projectors:
         if name not in projector_names():
             raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
-        if not getattr(get_projector_class(name), "supports_time", False):
+        if not get_options_class(name).takes_video:
             raise ConfigError(f"{source}: projector '{name}' has no time axis (kind: video)")
     if settings.lm.pretrain_steps:
         raise ConfigError(f"{source}: lm.pretrain_steps must be 0 for videos (the LM's text pretraining "
