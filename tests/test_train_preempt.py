@@ -111,3 +111,30 @@ def test_a_second_sigint_stops_at_once_and_the_last_checkpoint_stays(llava_data,
     assert "second SIGINT: stopping now" in err and "Traceback" not in err
     assert latest_checkpoint(run) == run / "checkpoint-2"
     assert not (run / LOCK_NAME).exists() and not list(run.glob(".tmp-*"))
+
+
+def _worker_body() -> None:
+    import time as _time
+
+    from deco.train.stopping import ignore_stop_signals
+
+    ignore_stop_signals()
+    _time.sleep(60)
+
+
+def test_a_loader_worker_ignores_others_sigterm_but_ends_on_its_parents():
+    """Workers survive a SIGTERM to the whole group (the training process stops them), but the parent's own
+    Process.terminate() at exit must end them: a worker deaf to it held the interpreter at exit forever."""
+    import multiprocessing
+    import subprocess
+    import time as _time
+
+    worker = multiprocessing.get_context("fork").Process(target=_worker_body, daemon=True)
+    worker.start()
+    _time.sleep(1.0)  # let it install its handling
+    subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)  # sent by another process
+    _time.sleep(0.5)
+    assert worker.is_alive()
+    worker.terminate()  # sent by the parent
+    worker.join(10)
+    assert not worker.is_alive() and worker.exitcode == -15

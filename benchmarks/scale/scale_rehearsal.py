@@ -36,32 +36,35 @@ from tokenizer import train_tokenizer  # noqa: E402
 
 from deco.bench.machine import describe_machine  # noqa: E402
 
-STEP = re.compile(r"^step (\d+)/")
+STEP = re.compile(r"\b(\d+)/\d+\s+loss\b")  # "step 3/10 loss ..." (a log) or "train ━━ 3/10 loss ..." (a bar)
 
 
 def overrides(work: Path, data: Path, out: Path, cache: Path, steps: int, extra: list[str]) -> list[str]:
     return [f"data.train_file={data}", f"data.image_folder={work}", f"llm.tokenizer={work / 'tokenizer'}",
             "data.template=vicuna_v1", "data.max_length=2048", f"data.cache_dir={cache}",
-            f"train.output_dir={out}", f"train.max_steps={steps}", "train.save_every=100000", "train.log_every=1",
+            f"train.output_dir={out}", f"train.max_steps={steps}", "train.save_every=100000",
             "train.global_batch_size=8", "train.per_device_batch_size=2", *extra]
 
 
-def timed_lines(cmd: list[str], env: dict[str, str] | None = None, on_line=None) -> tuple[float, list[tuple[float, str]], int]:
+def timed_lines(cmd: list[str], env: dict[str, str] | None = None, on_line=None,
+                on_start=None) -> tuple[float, list[tuple[float, str]], int]:
     """Run cmd; (wall seconds, [(seconds since start, line)], rc), stdout and stderr merged."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if on_start is not None:
+        on_start(proc)
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append((time.perf_counter() - started, line.rstrip()))
         if on_line is not None:
-            on_line(proc, line)
+            on_line(line)
     rc = proc.wait()
     return time.perf_counter() - started, lines, rc
 
 
 def first_step_seconds(lines: list[tuple[float, str]]) -> float | None:
-    return next((t for t, line in lines if STEP.match(line)), None)
+    return next((t for t, line in lines if STEP.search(line)), None)
 
 
 def load_seconds(data: Path) -> dict:
@@ -80,7 +83,8 @@ def data_check(work: Path, data: Path) -> dict:
 
 
 def start(work: Path, data: Path, out: Path, cache: Path) -> dict:
-    cmd = ["deco", "train", "configs/tiny.yaml", *overrides(work, data, out, cache, 1, ["data.num_workers=0"])]
+    cmd = ["deco", "train", "configs/tiny.yaml",
+           *overrides(work, data, out, cache, 1, ["data.num_workers=0", "train.log_every=1"])]
     wall, lines, rc = timed_lines(cmd)
     if rc:
         raise SystemExit("\n".join(line for _, line in lines[-20:]))
@@ -134,17 +138,18 @@ def memory_run(work: Path, data: Path, cache: Path, steps: int, every: float) ->
                         row["workers"].append(mem)
             samples.append(row)
 
-    def on_line(proc, line: str) -> None:
-        holder.setdefault("proc", proc)
-        match = STEP.match(line)
+    def on_line(line: str) -> None:
+        match = STEP.search(line)
         if match:
             step[0] = int(match.group(1))
 
-    holder["t0"] = time.perf_counter()
+    def on_start(proc: subprocess.Popen) -> None:
+        holder["proc"], holder["t0"] = proc, time.perf_counter()
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    wall, lines, rc = timed_lines(cmd, env, on_line)
+    wall, lines, rc = timed_lines(cmd, env, on_line, on_start)
     done.set()
     if rc:
         raise SystemExit("\n".join(line for _, line in lines[-30:]))

@@ -25,6 +25,7 @@ from deco.train.metrics import MetricsWriter
 from deco.train.progress import Reporter
 from deco.train.state import TrainState
 from deco.train.stopping import StopRequest, TrainingStopped
+from deco.train.wire import shutdown_workers
 
 # What the model reads from a batch; tensors go to the device, `image_layouts` (AnyRes) stays a list.
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_layouts")
@@ -84,6 +85,12 @@ class Loop:
                 self._save()
         finally:
             self.reporter.close()
+            # Stop the loader workers now, also when the run failed: an exception's traceback keeps the
+            # iterator alive, and a worker left waiting would hold the process at exit.
+            close = getattr(self.batches, "close", None)
+            if close is not None:
+                close()
+            shutdown_workers(self.batches)
 
     def _stop_requested(self) -> bool:
         """Whether a stop signal arrived; with several processes, whether any got one (all must stop at the

@@ -88,7 +88,24 @@ def stop_on_signals(announce: bool = True) -> Iterator[StopRequest]:
 
 
 def ignore_stop_signals() -> None:
-    """For loader workers: a signal sent to the whole process group (Ctrl-C, `scancel`) must not kill them
-    mid-step; the training process decides, and they end with it."""
-    for s in SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    """For loader workers: a signal sent to the whole process group (Ctrl-C, `scancel`, `kill -- -PGID`) must
+    not kill them mid-step; the training process decides, and they end with it.
+
+    SIGINT is ignored. SIGTERM is ignored unless the training process itself sends it: that is how
+    multiprocessing ends its children when the training process exits (Process.terminate), and a worker
+    deaf to it would make that exit wait forever. The sender is known only to sigwaitinfo, so SIGTERM is
+    blocked and a thread waits for it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the training process's handler, inherited by fork
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait_for_parent() -> None:
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
+            pass
+        # Unblocked in this thread only, the signal's default action ends the process, as it would have.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait_for_parent, name="deco-sigterm-from-parent", daemon=True).start()

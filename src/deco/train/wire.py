@@ -59,5 +59,16 @@ class ReceivedBatches:
         self.loader = loader
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.loader:
-            yield {key: _receive(value) for key, value in batch.items()}
+        batches = iter(self.loader)
+        try:
+            for batch in batches:
+                yield {key: _receive(value) for key, value in batch.items()}
+        finally:  # closed (the run ended, or failed): stop the workers now, not whenever this is collected
+            shutdown_workers(batches)
+
+
+def shutdown_workers(batches: Any) -> None:
+    """Stop a DataLoader iterator's worker processes (a no-op for anything else)."""
+    stop = getattr(batches, "_shutdown_workers", None)
+    if stop is not None:
+        stop()
