@@ -146,7 +146,7 @@ def memory_run(work: Path, data: Path, cache: Path, steps: int, every: float) ->
     def on_start(proc: subprocess.Popen) -> None:
         holder["proc"], holder["t0"] = proc, time.perf_counter()
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     wall, lines, rc = timed_lines(cmd, env, on_line, on_start)
