@@ -153,14 +153,26 @@ def memory_run(work: Path, data: Path, cache: Path, steps: int, every: float) ->
     done.set()
     if rc:
         raise SystemExit("\n".join(line for _, line in lines[-30:]))
-    trained = [row for row in samples if row["step"] > 0 and row["workers"]]
-    first, last = (trained[0], trained[-1]) if trained else ({}, {})
-    return {"command": " ".join(cmd), "wall": round(wall, 1), "steps": steps,
-            "seconds_to_step_1": round(first_step_seconds(lines) or wall, 1),
-            "first_sample": first, "last_sample": last,
-            "max_rank_uss_mb": max((m["uss_mb"] for r in trained for m in r["ranks"]), default=None),
-            "max_worker_uss_mb": max((m["uss_mb"] for r in trained for m in r["workers"]), default=None),
-            "samples": samples}
+    return summarize({"command": " ".join(cmd), "wall": round(wall, 1), "steps": steps, "samples": samples})
+
+
+def summarize(memory: dict) -> dict:
+    """First and last sample taken while the loader workers ran (training), and the extremes of each role.
+
+    RSS counts every resident page a process maps, shared ones included: the cached index is mapped from
+    disk by every rank and worker, so their RSS approaches its size as training touches it. PSS shares
+    such pages out among the processes; USS (private) is what a process holds alone: copy-on-access
+    growth would show there.
+    """
+    training = [row for row in memory["samples"] if row["workers"]]
+    out = {k: v for k, v in memory.items() if k != "samples"}
+    if training:
+        out["first_training_sample"], out["last_training_sample"] = training[0], training[-1]
+        for role in ("ranks", "workers"):
+            for key in ("rss_mb", "pss_mb", "uss_mb"):
+                out[f"max_{role[:-1]}_{key}"] = max(m[key] for row in training for m in row[role])
+    out["samples"] = memory["samples"]
+    return out
 
 
 def main() -> None:
@@ -194,7 +206,7 @@ def main() -> None:
         row["index_mb"] = round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20, 1)
         if args.steps and n == max(args.records):
             row["memory"] = memory_run(args.work, data, cache, args.steps, args.every)
-            print(n, "memory", {k: v for k, v in row["memory"].items() if k != "samples"}, flush=True)
+            print(n, "memory", {k: v for k, v in row["memory"].items() if "sample" not in k}, flush=True)
         result["sizes"].append(row)
     cores = machine.get("logical_cores") or os.cpu_count()
     target = args.out or HERE / f"scale-{cores}core-{result['date']}.json"
