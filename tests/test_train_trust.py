@@ -240,3 +240,25 @@ def test_content_fingerprint_catches_a_swapped_image_and_an_allowed_data_change_
     assert code == 0, err
     code, _, err = run_deco(args, capsys)  # the accepted data is what the run now records
     assert code == 0, err
+
+
+def test_a_run_folder_deleted_mid_run_is_one_line_not_silently_recreated(llava_data, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from deco.train.loop import Loop
+
+    real, run, calls = Loop.next_step, tmp_path / "run", []
+
+    def delete_at_step_3(self):
+        calls.append(1)
+        if len(calls) == 3:  # after checkpoint-2: as `rm -rf` by someone else while the job runs
+            shutil.rmtree(run)
+        return real(self)
+
+    monkeypatch.setattr(Loop, "next_step", delete_at_step_3)
+    code, _, err = run_deco(train_args(llava_data, run), capsys)
+    assert code == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: training stopped: {run}: the run folder or its lock was removed")
+    assert f"no checkpoint of this run is left ({run} is gone)" in last
+    assert not run.exists()  # the next save did not recreate the folder without its lock

@@ -40,6 +40,10 @@ def describe(exc: OSError, run_dir: Path, last_checkpoint: Path | None) -> str:
     where = exc.filename if exc.filename is not None else run_dir
     reason = exc.strerror or str(exc)
     advice = _ADVICE.get(exc.errno, "check the disk and the run folder")
-    kept = (f"the last good checkpoint is {last_checkpoint}; once fixed, continue with --resume"
-            if last_checkpoint is not None else "no checkpoint had been written yet; once fixed, start again")
+    if last_checkpoint is not None:
+        kept = f"the last good checkpoint is {last_checkpoint}; once fixed, continue with --resume"
+    elif not Path(run_dir).is_dir():
+        kept = f"no checkpoint of this run is left ({run_dir} is gone); restore it and --resume, or start again"
+    else:
+        kept = "no checkpoint had been written yet; once fixed, start again"
     return f"training stopped: {where}: {reason}; {advice}; {kept}"

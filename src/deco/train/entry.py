@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -193,6 +194,9 @@ def _run(
     probe = probe_images(data) if main and accelerator.distributed_type.value in ("NO", "MULTI_CPU", "MULTI_GPU") else None
 
     def save() -> Any:
+        if main and not (run_dir / LOCK_NAME).is_file():  # deleted (or unmounted) under the running job
+            raise FileNotFoundError(errno.ENOENT, "the run folder or its lock was removed while the run went on",
+                                    str(run_dir))
         written = save_checkpoint(accelerator, model, optimizer, scheduler, state, config, extra)
         if probe is not None:
             result = measure(accelerator.unwrap_model(model).deco, probe)
