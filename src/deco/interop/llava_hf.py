@@ -25,6 +25,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, LlavaConfig, LlavaForConditionalGeneration, PreTrainedModel
 
 from deco.errors import ConfigError, ShapeError
+from deco.hub import hub_kwargs, load_failure
 from deco.interop.chat_template import jinja_chat_template
 from deco.interop.checkpoint import (
     read_hf_config,
@@ -114,9 +115,10 @@ def _load_hf_llava(path: Path, dtype: torch.dtype, allow_pickle: bool) -> LlavaF
                 use_safetensors=None if allow_pickle else True,
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,  # so the mismatches come back as a list we can name
+                **hub_kwargs(path),
             )
         except (OSError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"cannot load the LLaVA checkpoint '{path}': {exc}") from None
+            raise ConfigError(load_failure("the LLaVA checkpoint", path, exc)) from None
     mismatched = sorted(info.get("mismatched_keys") or [])
     if mismatched:
         lines = [f"{k}: checkpoint {tuple(a)} vs config {tuple(b)}" for k, a, b in mismatched[:6]]

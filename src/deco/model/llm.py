@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from deco.errors import ConfigError
+from deco.hub import hub_kwargs, load_failure
 from deco.model.tokenizer import build_byte_tokenizer, ensure_image_token, ensure_pad_token, load_tokenizer
 from deco.pickles import pickle_policy
 
@@ -71,9 +72,9 @@ def load_llm(
         with default_dtype(dtype):
             return model_cls(config)
     try:
-        config = AutoConfig.from_pretrained(pretrained)
+        config = AutoConfig.from_pretrained(pretrained, **hub_kwargs(pretrained))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load an LLM config from '{pretrained}': {exc}") from None
+        raise ConfigError(load_failure("an LLM config", pretrained, exc)) from None
     try:
         # pickle_policy: whatever the folder says, only the caller's decision unpickles. config= passed
         # explicitly: otherwise a `use_safetensors` key in the folder's own config.json takes the keyword
@@ -86,6 +87,7 @@ def load_llm(
                 attn_implementation=attn_implementation,
                 use_safetensors=None if allow_pickle else True,
                 quantization_config=quantization_config,
+                **hub_kwargs(pretrained),
             )
     except ConfigError:  # the pickle policy's own line
         raise
@@ -93,7 +95,7 @@ def load_llm(
         raise ConfigError(f"'{pretrained}' ({config.model_type}) is not a causal LM deco can load: {exc}") from None
     except OSError as exc:
         hint = "" if allow_pickle else " (pickle-only weights are refused; for trusted files pass --allow-pickle, or set model.allow_pickle=true in a training config)"
-        raise ConfigError(f"cannot load LLM weights from '{pretrained}': {exc}{hint}") from None
+        raise ConfigError(load_failure("LLM weights", pretrained, exc) + hint) from None
 
 
 def resolve_tokenizer(spec: str | None, pretrained: str | None) -> PreTrainedTokenizerBase:

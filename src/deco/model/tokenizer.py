@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from deco.errors import ConfigError
+from deco.hub import hub_kwargs, load_failure
 from deco.model.tokens import IMAGE_TOKEN
 
 
@@ -42,9 +43,9 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> int:
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     """Load an HF tokenizer by id or local path, with the image and pad tokens in place."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **hub_kwargs(name_or_path))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load a tokenizer from '{name_or_path}': {exc}") from None
+        raise ConfigError(load_failure("a tokenizer", name_or_path, exc)) from None
     ensure_pad_token(tokenizer)
     ensure_image_token(tokenizer)
     return tokenizer

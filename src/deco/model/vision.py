@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from deco.errors import ConfigError
+from deco.hub import hub_kwargs, load_failure
 from deco.model.processor import ImageTransform
 from deco.pickles import pickle_policy
 from deco.projectors.base import Grid
@@ -239,9 +240,9 @@ def load_vision_tower(
     if custom is not None:
         return custom.load(pretrained, feature_layer=feature_layer, dtype=dtype)
     try:
-        config = AutoConfig.from_pretrained(pretrained)
+        config = AutoConfig.from_pretrained(pretrained, **hub_kwargs(pretrained))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load a vision encoder config from '{pretrained}': {exc}") from None
+        raise ConfigError(load_failure("a vision encoder config", pretrained, exc)) from None
     found = _MODEL_TYPES.get(config.model_type)
     if found is None:
         raise ConfigError(
