@@ -39,30 +39,31 @@ def _is_type_checking(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
 
 
+def _imports(nodes: list[ast.stmt], package: str, files: dict[str, Path], lazy: dict[str, dict[str, str]]) -> set[str]:
+    deps: set[str] = set()
+    for node in nodes:
+        if _is_type_checking(node):
+            continue
+        if isinstance(node, ast.Import):
+            deps.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                deps.add(full if full in files else lazy.get(base, {}).get(alias.name, base))
+        deps |= _imports([c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)], package, files, lazy)
+    return deps
+
+
 def import_graph(files: dict[str, Path]) -> dict[str, set[str]]:
     lazy = lazy_exports(files)
     graph: dict[str, set[str]] = {}
     for name, file in files.items():
         package = name if file.name == "__init__.py" else name.rpartition(".")[0]
-        deps: set[str] = set()
-
-        def visit(nodes: list[ast.stmt]) -> None:
-            for node in nodes:
-                if _is_type_checking(node):
-                    continue
-                if isinstance(node, ast.Import):
-                    deps.update(a.name for a in node.names)
-                elif isinstance(node, ast.ImportFrom):
-                    base = node.module or ""
-                    if node.level:
-                        up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                        base = ".".join(up + ([base] if base else []))
-                    for alias in node.names:
-                        full = f"{base}.{alias.name}"
-                        deps.add(full if full in files else lazy.get(base, {}).get(alias.name, base))
-                visit([c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)])
-
-        visit(ast.parse(file.read_text(encoding="utf-8")).body)
+        deps = _imports(ast.parse(file.read_text(encoding="utf-8")).body, package, files, lazy)
         graph[name] = {d for d in deps if d in files and d != name}
     return graph
 
