@@ -98,3 +98,18 @@ def test_every_command_help_breaks_only_between_paragraphs():
         for paragraph in (info.help or "").split("\n\n"):
             for line in paragraph.split("\n")[1:]:
                 assert line.startswith(("-", "*", " ")), (info.name, paragraph)
+
+
+def test_tables_written_to_a_log_are_not_wrapped_mid_word():
+    """Piped (a file, a CI log) the console is wide: rich's default 80 columns split rows and headers."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-m", "deco", "projectors", "--tokens", "144"], capture_output=True,
+                         text=True, env=env, check=True).stdout
+    assert any("LLaVA linear map on every patch; no compression" in line for line in out.splitlines())
+    narrow = subprocess.run([sys.executable, "-m", "deco", "projectors"], capture_output=True, text=True,
+                            env={**env, "COLUMNS": "70"}, check=True).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 70  # COLUMNS still wins when set

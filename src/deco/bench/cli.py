@@ -69,12 +69,11 @@ def register(app: typer.Typer) -> None:
         compile: Annotated[bool, typer.Option(help="train.compile: torch.compile the LLM and projectors.")] = False,
     ) -> None:
         """Measure parameters, FLOPs, step times, memory, prefill/decode and KV cache for each projector."""
-        from rich.console import Console
-
         from deco.bench.report import print_table, write_outputs
         from deco.bench.runner import BenchOptions, run_bench
+        from deco.console import output_console
 
-        console = Console()
+        console = output_console()
         opts = BenchOptions(
             size=size, projectors=_names(projectors), tokens=_ints(tokens, "tokens"), device=device, dtype=dtype,
             repeats=repeats, warmup=warmup, batch_size=batch_size, vision=vision, llm=llm,
