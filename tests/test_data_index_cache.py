@@ -183,3 +183,18 @@ def test_a_second_run_and_its_resume_neither_parse_nor_tokenize_the_data_again(t
     run_training(config(tmp_path / "second", 1))
     summary = run_training(config(tmp_path / "second", 2), resume=True, allow_change="train.max_steps")
     assert summary["steps"] == 2
+
+
+def test_a_missing_data_file_is_named_as_such_and_a_log_gets_a_line_per_step(tmp_path, llava_data, capsys,
+                                                                             torch_one_thread):
+    from deco.config import load_config
+    from deco.train import run_training
+
+    train_file, images = llava_data
+    base = [f"data.image_folder={images}", f"train.output_dir={tmp_path / 'r'}", "train.max_steps=2",
+            "train.log_every=1", f"data.cache_dir={tmp_path / 'c'}"]
+    with pytest.raises(DataError, match="data file not found: .*nowhere.json"):
+        run_training(load_config("configs/tiny.yaml", [f"data.train_file={tmp_path / 'nowhere.json'}", *base]))
+    run_training(load_config("configs/tiny.yaml", [f"data.train_file={train_file}", *base]))  # not quiet
+    err = capsys.readouterr().err
+    assert "step 1/2 loss" in err and "step 2/2 loss" in err  # stderr is not a terminal here: lines, no bar

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from deco.data.records import Record, load_records, resolve_image
+from deco.errors import DataError
 
 log = logging.getLogger(__name__)
 INDEX_VERSION = 1
@@ -93,6 +94,8 @@ def records_summary(
     path: str | Path, allow_multi_image: bool, cache_dir: Path | None, records: Sequence[Record] | None = None,
 ) -> tuple[RecordsSummary, list[Record] | None]:
     """The file's summary (from the cache, else by reading it) and its records when they had to be read."""
+    if not Path(path).is_file():
+        raise DataError(f"data file not found: {path}")
     sha = file_sha256(path)
     entry = None if cache_dir is None else cache_dir / f"summary-{sha[:32]}-{int(allow_multi_image)}.json"
     if records is None and entry is not None and entry.is_file():

@@ -23,11 +23,13 @@ def progress_bars(label: str, fields: str, console: Console) -> Progress:
 
 
 class Reporter:
-    """Prints on the main process only. `quiet`: no bar, one plain line per logged step (for log files)."""
+    """Prints on the main process only. `quiet`, or output that is not a terminal (a log file, a pipe, a
+    launcher collecting ranks' output): no bar, one plain line per logged step. A bar in a log is only
+    redrawn at its end, so a log showed nothing for the whole run."""
 
     def __init__(self, enabled: bool, quiet: bool) -> None:
-        self.enabled, self.quiet = enabled, quiet
         self.console = Console(stderr=True, highlight=False)
+        self.enabled, self.quiet = enabled, quiet or not self.console.is_terminal
         self._progress: Progress | None = None
         self._task: Any = None
 
