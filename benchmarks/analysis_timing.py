@@ -34,7 +34,7 @@ from deco.demo.images.scenes import render, sample_scene
 from deco.demo.images.vocab import build_demo_tokenizer
 from deco.model import build_model
 from deco.model.tiny_vit import TinyViTConfig, TinyViTTower
-from deco.train.runinfo import machine, versions
+from deco.train.report.runinfo import machine, versions
 
 
 def demo_model(name: str, tokenizer_dir: Path):

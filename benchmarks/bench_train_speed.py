@@ -82,7 +82,7 @@ def _config(data: tuple[Path, Path], out: Path, stage1: Path, steps: int, batch:
 def ours(cfg: Any) -> float:
     """Our loop: median step-end gap from metrics.jsonl."""
     from deco.train import run_training
-    from deco.train.metrics import read_metrics
+    from deco.train.report.metrics import read_metrics
 
     run_training(cfg)
     records = read_metrics(Path(cfg.train.output_dir) / "metrics.jsonl")
@@ -160,8 +160,8 @@ def bench_data_wait(data: tuple[Path, Path], work: Path, stage1: Path, rounds: i
     from deco.config import DataSection, load_config
     from deco.threads import DEFAULT_THREADS
     from deco.train import run_training
-    from deco.train.loader import auto_workers, loader_settings, usable_cores
-    from deco.train.metrics import read_metrics
+    from deco.train.loading.loader import auto_workers, loader_settings, usable_cores
+    from deco.train.report.metrics import read_metrics
 
     cores = usable_cores()
     on_thread = ["data.num_workers=0", "data.prefetch_thread=false"]
@@ -208,8 +208,8 @@ def bench_worker_handoff(data: tuple[Path, Path], work: Path) -> dict[str, Any]:
 
     from deco.config import DataSection, load_config
     from deco.data import DataCollator
-    from deco.train.batches import BatchPlan
-    from deco.train.loader import build_loader, loader_settings
+    from deco.train.loading.batches import BatchPlan
+    from deco.train.loading.loader import build_loader, loader_settings
     from deco.train.setup import build_dataset, model_for_stage
 
     cfg = load_config(ROOT / "configs" / "tiny.yaml", _overrides(data, work / "handoff"))
@@ -245,8 +245,8 @@ def bench_step_parts(rounds: int) -> dict[str, Any]:
     from deco.bench.estimate import vision_geometry
     from deco.bench.runner import BenchOptions, _recipe, check_options
     from deco.bench.workload import Workbench, variant_plan
-    from deco.train import accel
-    from deco.train import loop as loop_module
+    from deco.train.step import accel
+    from deco.train.step import loop as loop_module
 
     opts = BenchOptions(projectors=["mlp", "deco"], tokens=[144], peer=False)
     spec = check_options(opts)
@@ -303,7 +303,7 @@ def bench_optimizers(stage1: Path, data: tuple[Path, Path], work: Path) -> dict[
     """ms per AdamW step for each implementation."""
     import torch
 
-    from deco.train.optim import adamw, param_groups
+    from deco.train.step.optim import adamw, param_groups
     from deco.train.setup import model_for_stage
 
     cfg = _config(data, work / "opt", stage1, 1, 4, 1)
@@ -340,7 +340,7 @@ def bench_loss_memory() -> dict[str, Any]:
 
     from deco.bench.memory import MemoryProbe
     from deco.data import IGNORE_INDEX
-    from deco.train.loss import summed_token_loss
+    from deco.train.step.loss import summed_token_loss
 
     def plain(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # the loss before this change
         shift = logits[:, :-1].float()
@@ -369,7 +369,7 @@ def bench_compile(data: tuple[Path, Path], work: Path) -> dict[str, Any]:
     """train.compile=true vs eager on configs/tiny.yaml (stage 1, 6 steps)."""
     from deco.config import load_config
     from deco.train import run_training
-    from deco.train.metrics import read_metrics
+    from deco.train.report.metrics import read_metrics
 
     got = {}
     for name, flag in (("eager", "false"), ("compiled", "true")):

@@ -76,8 +76,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from deco.data import DataCollator
     from deco.model import build_model
     from deco.train import run_training
-    from deco.train.batches import BatchPlan, StepBatchSampler
-    from deco.train.metrics import read_metrics
+    from deco.train.loading.batches import BatchPlan, StepBatchSampler
+    from deco.train.report.metrics import read_metrics
     from deco.train.setup import build_dataset
 
     out = Path(args.work) / f"{args.child}-stage{args.stage}"

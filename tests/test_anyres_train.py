@@ -17,7 +17,7 @@ from deco.config import load_config
 from deco.errors import ConfigError
 from deco.model import load_model
 from deco.train import run_training
-from deco.train.metrics import read_metrics
+from deco.train.report.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

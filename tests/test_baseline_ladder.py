@@ -16,7 +16,7 @@ from deco.demo.core.settings import load_settings, settings_from_dict
 from deco.errors import ConfigError
 from deco.projectors import build_projector
 from deco.projectors.pooling import grid_pool
-from deco.train.diagnostics import BlockDiagnostics, projector_blocks, read_diagnostics
+from deco.train.report.diagnostics import BlockDiagnostics, projector_blocks, read_diagnostics
 
 
 def test_cabstractor_depth_zero_is_exactly_pooling_then_silu_mlp():

@@ -10,7 +10,7 @@ import torch
 from deco.config import load_config
 from deco.demo.core.notes import collapsed, observations
 from deco.model import build_model
-from deco.train.probe import COLLAPSE_COS, collapse_warning, measure
+from deco.train.report.probe import COLLAPSE_COS, collapse_warning, measure
 
 
 def _tiny_model():

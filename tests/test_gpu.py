@@ -61,7 +61,7 @@ def test_tiny_model_forward_and_greedy_generation_match_cpu():
 def test_training_in_bf16_on_cuda_runs_and_saves_a_cpu_loadable_model(tmp_path):
     from conftest import write_llava_dataset
     from deco.train import run_training
-    from deco.train.metrics import read_metrics
+    from deco.train.report.metrics import read_metrics
 
     train_file, images = write_llava_dataset(tmp_path / "data")
     out = tmp_path / "run"

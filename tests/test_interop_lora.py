@@ -13,7 +13,7 @@ from deco.errors import ConfigError
 from deco.interop import apply_lora, export_hf_llava, has_lora, load_lora, merge_lora, save_lora
 from deco.interop.lora import lora_state_dict, require_qlora_support
 from deco.model import build_model, load_model, save_model
-from deco.train.freeze import apply_stage
+from deco.train.step.freeze import apply_stage
 
 peft = pytest.importorskip("peft")
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from deco.config import load_config
 from deco.model import build_model, load_model
 from deco.train import run_training
-from deco.train.state import seed_everything
+from deco.train.rundir.state import seed_everything
 
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -34,7 +34,7 @@ def test_projector_descriptions_keep_square_brackets():
 @pytest.mark.parametrize(("overrides", "llm_trainable"), [([], False), (["train.stage=2"], True)])
 def test_info_counts_what_the_stage_trains(overrides, llm_trainable):
     from deco.model import build_model
-    from deco.train.freeze import apply_stage
+    from deco.train.step.freeze import apply_stage
 
     config = load_config("configs/tiny.yaml", overrides)
     expected = apply_stage(build_model(config), config.train)

@@ -14,10 +14,10 @@ from torch.utils.data import Dataset
 from deco.config import DataSection, load_config
 from deco.errors import ConfigError, DataError
 from deco.train import run_training
-from deco.train.batches import BatchPlan
-from deco.train.loader import build_loader, loader_settings, use_thread
-from deco.train.metrics import read_metrics
-from deco.train.prefetch import PrefetchedLoader
+from deco.train.loading.batches import BatchPlan
+from deco.train.loading.loader import build_loader, loader_settings, use_thread
+from deco.train.loading.prefetch import PrefetchedLoader
+from deco.train.report.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 HOLDING_CLI = """
 import sys, time
 from pathlib import Path
-import deco.train.loop as loop
+import deco.train.step.loop as loop
 flag = Path(sys.argv[1])
 def hold(self):
     flag.write_text("holding")

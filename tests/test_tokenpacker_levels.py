@@ -171,7 +171,7 @@ def test_a_model_saved_before_multi_level_reloads_as_it_ran(tmp_path) -> None:
 def test_tiny_training_run_with_multi_level_tokenpacker(tmp_path) -> None:
     from conftest import write_llava_dataset
     from deco.train import run_training
-    from deco.train.metrics import read_metrics
+    from deco.train.report.metrics import read_metrics
 
     train_file, images = write_llava_dataset(tmp_path / "data")
     out = tmp_path / "run"

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from deco.config import load_config
 from deco.train import run_training
-from deco.train.metrics import read_metrics
+from deco.train.report.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -18,15 +18,15 @@ from safetensors.torch import load_file
 from deco.config import load_config
 from deco.runlock import LOCK_NAME
 from deco.train import run_training
-from deco.train.checkpoint import latest_checkpoint
-from deco.train.metrics import read_metrics
+from deco.train.report.metrics import read_metrics
+from deco.train.rundir.checkpoint import latest_checkpoint
 
 # `deco train` that, when step STEP starts, touches FLAG and then takes 3 s longer (so a signal sent on
 # seeing the flag lands in the middle of that step).
 SLOW_STEP_CLI = """
 import sys, time
 from pathlib import Path
-import deco.train.loop as loop
+import deco.train.step.loop as loop
 flag, slow = Path(sys.argv[1]), int(sys.argv[2])
 real_step = loop.Loop.step
 def step(self, micro, start):
@@ -116,7 +116,7 @@ def test_a_second_sigint_stops_at_once_and_the_last_checkpoint_stays(llava_data,
 def _worker_body() -> None:
     import time as _time
 
-    from deco.train.stopping import ignore_stop_signals
+    from deco.train.rundir.stopping import ignore_stop_signals
 
     ignore_stop_signals()
     _time.sleep(60)

@@ -15,15 +15,15 @@ from safetensors.torch import load_file
 
 from deco.config import load_config
 from deco.train import run_training
-from deco.train.checkpoint import latest_checkpoint
-from deco.train.metrics import read_metrics
+from deco.train.report.metrics import read_metrics
+from deco.train.rundir.checkpoint import latest_checkpoint
 
 # Runs `deco train` with one change: when it writes checkpoint-PAUSE_STEP's optimizer file (the
 # checkpoint is then half-written, in its temp folder), it touches FLAG and sleeps until killed.
 PAUSING_CLI = """
 import os, sys, time
 from pathlib import Path
-import deco.train.snapshot as snapshot
+import deco.train.rundir.snapshot as snapshot
 flag, pause_step = Path(sys.argv[1]), sys.argv[2]
 real_save = snapshot.save_tensors
 def save_and_pause(tensors, path):

@@ -13,8 +13,8 @@ from deco.data import ConversationDataset
 from deco.errors import ConfigError, DecoError
 from deco.model import build_model, load_model
 from deco.train import run_training
-from deco.train.checkpoint import list_checkpoints
-from deco.train.metrics import read_metrics
+from deco.train.report.metrics import read_metrics
+from deco.train.rundir.checkpoint import list_checkpoints
 from deco.train.setup import build_dataset, model_for_stage
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -13,10 +13,10 @@ from deco.config import DataSection, load_config
 from deco.data import IGNORE_INDEX
 from deco.errors import ConfigError
 from deco.train import run_training
-from deco.train.loader import auto_workers, loader_settings
-from deco.train.loss import summed_token_loss
-from deco.train.metrics import read_metrics
-from deco.train.optim import adamw, adamw_kind
+from deco.train.loading.loader import auto_workers, loader_settings
+from deco.train.report.metrics import read_metrics
+from deco.train.step.loss import summed_token_loss
+from deco.train.step.optim import adamw, adamw_kind
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

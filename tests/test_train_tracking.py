@@ -10,8 +10,8 @@ import yaml
 
 from deco.config import load_config
 from deco.errors import ConfigError
-from deco.train.metrics import MetricsWriter, read_metrics
-from deco.train.tracking import flatten_config, series
+from deco.train.report.metrics import MetricsWriter, read_metrics
+from deco.train.report.tracking import flatten_config, series
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

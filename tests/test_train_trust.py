@@ -15,9 +15,9 @@ import yaml
 from PIL import Image
 from safetensors import SafetensorError
 
-from deco.train.checkpoint import latest_checkpoint
-from deco.train.metrics import read_metrics
-from deco.train.optim import lr_factor, warmup_steps
+from deco.train.report.metrics import read_metrics
+from deco.train.rundir.checkpoint import latest_checkpoint
+from deco.train.step.optim import lr_factor, warmup_steps
 from trust_helpers import run_deco, train_args
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -97,7 +97,7 @@ def test_unwritable_output_dir_fails_before_building_anything(llava_data, tmp_pa
 
 
 def test_not_enough_disk_space_is_refused_before_step_1(llava_data, tmp_path, capsys, monkeypatch):
-    import deco.train.preflight as preflight
+    import deco.train.rundir.preflight as preflight
 
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     code, _, err = run_deco(train_args(llava_data, tmp_path / "run"), capsys)
@@ -120,7 +120,7 @@ _DISK_FAILURES = {
 @pytest.mark.parametrize("failure", sorted(_DISK_FAILURES))
 def test_a_disk_failing_mid_run_is_one_line_naming_the_last_checkpoint(llava_data, tmp_path, capsys, monkeypatch,
                                                                        failure):
-    import deco.train.checkpoint as checkpoint
+    import deco.train.rundir.checkpoint as checkpoint
 
     real, (make_error, says) = checkpoint.save_file, _DISK_FAILURES[failure]
 
@@ -245,7 +245,7 @@ def test_content_fingerprint_catches_a_swapped_image_and_an_allowed_data_change_
 def test_a_run_folder_deleted_mid_run_is_one_line_not_silently_recreated(llava_data, tmp_path, capsys, monkeypatch):
     import shutil
 
-    from deco.train.loop import Loop
+    from deco.train.step.loop import Loop
 
     real, run, calls = Loop.next_step, tmp_path / "run", []
 

@@ -18,8 +18,9 @@ from transformers import (
 from deco.config import TrainSection, load_config
 from deco.errors import ConfigError, DataError, DecoError
 from deco.model import build_model
-from deco.train.batches import BatchPlan, StepBatchSampler
-from deco.train.checkpoint import (
+from deco.train.loading.batches import BatchPlan, StepBatchSampler
+from deco.train.report.metrics import MetricsWriter, read_metrics
+from deco.train.rundir.checkpoint import (
     STATE_FILE,
     atomic_directory,
     flatten_optimizer_state,
@@ -29,11 +30,10 @@ from deco.train.checkpoint import (
     save_tensors,
     unflatten_optimizer_state,
 )
-from deco.train.freeze import apply_stage, describe_trainable
-from deco.train.loss import count_loss_tokens, summed_token_loss
-from deco.train.metrics import MetricsWriter, read_metrics
-from deco.train.optim import build_optimizer, build_scheduler, param_groups
-from deco.train.state import capture_rng, restore_rng
+from deco.train.rundir.state import capture_rng, restore_rng
+from deco.train.step.freeze import apply_stage, describe_trainable
+from deco.train.step.loss import count_loss_tokens, summed_token_loss
+from deco.train.step.optim import build_optimizer, build_scheduler, param_groups
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import Dataset
 
 from deco.config import DataSection
-from deco.train.batches import BatchPlan
-from deco.train.loader import build_loader, loader_settings
-from deco.train.wire import BY_VALUE_MAX_BYTES, ByValue, ReceivedBatches, SendSmallByValue
+from deco.train.loading.batches import BatchPlan
+from deco.train.loading.loader import build_loader, loader_settings
+from deco.train.loading.wire import BY_VALUE_MAX_BYTES, ByValue, ReceivedBatches, SendSmallByValue
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

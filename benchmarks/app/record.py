@@ -90,7 +90,7 @@ def main() -> None:
     import torch
 
     results = [measure(m, args.threads, args.rounds) for m in args.model]
-    from deco.train.runinfo import cpu_model
+    from deco.train.report.runinfo import cpu_model
 
     payload = {
         "what": "deco app latency through the page's callbacks: question -> full answer (greedy, <= 16 new "

@@ -2,7 +2,7 @@
 
 python benchmarks/data/fingerprint_cost.py [--images N] [--size PX] [--out FILE]
 
-Writes N small JPEGs and a LLaVA-format JSON naming them, then times deco.train.fingerprint.data_fingerprint
+Writes N small JPEGs and a LLaVA-format JSON naming them, then times deco.train.rundir.fingerprint.data_fingerprint
 (what every `deco train` start and `--resume` runs) with images compared by size + modification time
 ("stat") and by SHA-256 of their bytes ("content"), best of 3 (files in the page cache: a cold disk adds
 its read time to "content"). Also records SHA-256 throughput on this machine, to extrapolate to larger
@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from deco.data.records import load_records
-from deco.train.fingerprint import data_fingerprint
-from deco.train.runinfo import machine
+from deco.train.rundir.fingerprint import data_fingerprint
+from deco.train.report.runinfo import machine
 
 
 def write_images(root: Path, n: int, size: int) -> tuple[Path, Path]:
@@ -74,7 +74,7 @@ def main() -> None:
         content_s = best_of(lambda: data_fingerprint(train, records, images, "content"))
     hash_rate = sha256_mb_per_s()
     result = {
-        "what": "deco.train.fingerprint.data_fingerprint at each train start / --resume, best of 3, warm page cache",
+        "what": "deco.train.rundir.fingerprint.data_fingerprint at each train start / --resume, best of 3, warm page cache",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "images": args.images,

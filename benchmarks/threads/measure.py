@@ -67,7 +67,7 @@ def main() -> None:
             for threads in order:
                 runs.append(run_once(work, threads, args.steps, f"{r}-{threads}"))
                 print(runs[-1], flush=True)
-    from deco.train.runinfo import cpu_model
+    from deco.train.report.runinfo import cpu_model
 
     record = {"label": args.label, "machine": {"cpu": cpu_model(),
                                                "cores": os.cpu_count(), "python": platform.python_version()},

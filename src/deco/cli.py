@@ -78,7 +78,7 @@ def info_command(
 
     resolved = load_config(config, overrides or [])  # a typo is reported before torch loads (seconds)
     from deco.model.builder import build_model
-    from deco.train.freeze import apply_stage
+    from deco.train.step.freeze import apply_stage
 
     model = build_model(resolved)
     apply_stage(model, resolved.train)  # trainable = what `deco train` trains in this config's stage

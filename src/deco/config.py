@@ -100,7 +100,7 @@ class DataSection:
     check_images: Literal["exists", "decode"] = "exists"
     # Image paths that resolve (symlinks followed) outside image_folder are refused unless set.
     allow_outside_image_folder: bool = False
-    # What a resume compares images by (deco.train.fingerprint): "stat" (size + modification time, cheap)
+    # What a resume compares images by (deco.train.rundir.fingerprint): "stat" (size + modification time, cheap)
     # or "content" (SHA-256 of every image: catches a file replaced with its time restored; costs a read
     # of every image at each start, benchmarks/data/fingerprint_cost.json).
     fingerprint: Literal["stat", "content"] = "stat"
@@ -111,11 +111,11 @@ class DataSection:
     # the image manifest, tokenizer, template, max_length and processor geometry, so it is never stale.
     cache_dir: str | None = "auto"
     # DataLoader worker processes; "auto": from the cores this process may use and its torch threads
-    # (deco.train.loader.auto_workers: on a CPU, the cores the threads leave free).
+    # (deco.train.loading.loader.auto_workers: on a CPU, the cores the threads leave free).
     num_workers: int | Literal["auto"] = "auto"
     # With 0 workers: read the next two optimizer steps' micro-batches on a background thread while
-    # the step computes (deco.train.prefetch); false loads each micro-batch on the training thread;
-    # "auto": the thread on CUDA only (on a CPU it slowed the step: deco.train.loader.use_thread).
+    # the step computes (deco.train.loading.prefetch); false loads each micro-batch on the training thread;
+    # "auto": the thread on CUDA only (on a CPU it slowed the step: deco.train.loading.loader.use_thread).
     prefetch_thread: bool | Literal["auto"] = "auto"
 
 
@@ -158,10 +158,10 @@ class TrainSection:
     train_vision: bool = False
     log_every: int = 1
     # Every N optimizer steps, per-block gradient norms and weight/activation scales of the projector to
-    # diagnostics.jsonl (deco.train.diagnostics); 0 = off. Reads only: the trajectory is unchanged.
+    # diagnostics.jsonl (deco.train.report.diagnostics); 0 = off. Reads only: the trajectory is unchanged.
     diagnostics_every: int = 0
     # Experiment trackers that get metrics.jsonl's records and the config (accelerate's: tensorboard,
-    # wandb, mlflow, ...); offline unless configured otherwise (deco.train.tracking).
+    # wandb, mlflow, ...); offline unless configured otherwise (deco.train.report.tracking).
     report_to: list[str] = field(default_factory=list)
     tracker_project: str = "deco"
     save_every: int = 500

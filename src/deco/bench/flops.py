@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from deco.train.wrapper import PREFIX, TrainingModel
+from deco.train.step.wrapper import PREFIX, TrainingModel
 
 COMPONENTS = ("vision_tower", "projector", "llm")
 # One transformer layer of the vision stack (HF CLIP/SigLIP encoder) or of the LLM (Llama/Qwen2 decoder).

@@ -31,7 +31,7 @@ from deco.bench.workload import Variant, Workbench, set_stage, trainable_paramet
 from deco.errors import ConfigError
 from deco.model.llm import DTYPES
 from deco.projectors.registry import get_options_class, projector_names
-from deco.train.optim import OPTIMIZERS
+from deco.train.step.optim import OPTIMIZERS
 
 SCHEMA = "deco-bench/1"
 BASELINE = "mlp"

@@ -20,17 +20,17 @@ import torch
 from deco.bench.timing import now
 from deco.config import DataSection, TrainSection
 from deco.data import ConversationDataset, DataCollator
-from deco.train.accel import make_accelerator
-from deco.train.batches import BatchPlan
-from deco.train.compiled import compile_parts
-from deco.train.freeze import apply_stage, set_train_modes, upcast_trainable
-from deco.train.loader import LoaderSettings, build_loader, loader_settings
-from deco.train.loop import Loop
-from deco.train.optim import adamw, optimizer_kind, param_groups
-from deco.train.progress import Reporter
+from deco.train.loading.batches import BatchPlan
+from deco.train.loading.loader import LoaderSettings, build_loader, loader_settings
+from deco.train.report.progress import Reporter
+from deco.train.rundir.state import TrainState
 from deco.train.setup import enable_checkpointing
-from deco.train.state import TrainState
-from deco.train.wrapper import TrainingModel
+from deco.train.step.accel import make_accelerator
+from deco.train.step.compiled import compile_parts
+from deco.train.step.freeze import apply_stage, set_train_modes, upcast_trainable
+from deco.train.step.loop import Loop
+from deco.train.step.optim import adamw, optimizer_kind, param_groups
+from deco.train.step.wrapper import TrainingModel
 
 # LLaVA-1.5 learning rates (FACTS §1); the values only matter in that the update really runs.
 STAGE_LR = {1: 1e-3, 2: 2e-5}
@@ -166,7 +166,7 @@ class TrainRig:
         """The settings the timed steps used."""
         r = self.recipe
         return {
-            "code": "deco.train.loop.Loop.next_step (the step deco train runs), fed by deco train's DataLoader",
+            "code": "deco.train.step.loop.Loop.next_step (the step deco train runs), fed by deco train's DataLoader",
             "precision": r.precision,
             "per_device_batch": self.batch,
             "accumulation": r.accum,

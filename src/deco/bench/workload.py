@@ -27,7 +27,7 @@ from deco.model.tokenizer import ensure_image_token
 from deco.model.vision import VisionTower
 from deco.projectors import build_projector
 from deco.projectors.catalog import token_options
-from deco.train.freeze import trainable_components
+from deco.train.step.freeze import trainable_components
 
 
 def stage_components(stage: int) -> set[str]:

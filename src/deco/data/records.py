@@ -126,21 +126,37 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[Any, str]]:
     return out
 
 
+class LineTracker:
+    """Line and column of positions that only move forward, found incrementally.
+
+    A 1 GB file has tens of millions of lines, or (as json.dump writes it) none at all: a column found by
+    scanning back to the previous newline would cost O(file) per record. Here each character is scanned
+    at most twice in all.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos, self.line, self.line_start = 0, 1, 0
+
+    def locate(self, pos: int) -> tuple[int, int]:
+        """(line, column), both from 1, of `pos`."""
+        if pos < self.pos:  # not expected (positions move forward); start over rather than be wrong
+            self.pos, self.line, self.line_start = 0, 1, 0
+        newlines = self.text.count("\n", self.pos, pos)
+        if newlines:
+            self.line += newlines
+            self.line_start = self.text.rfind("\n", self.pos, pos) + 1
+        self.pos = pos
+        return self.line, pos - self.line_start + 1
+
+
 def _parse_json_list(path: Path, text: str) -> list[tuple[Any, str]]:
     """Parse `[obj, obj, ...]` element by element, keeping each element's line:column."""
-    # Positions only move forward, so lines and the start of the current line are tracked incrementally:
-    # a 1 GB file has tens of millions of lines, or (as json.dump writes it) none at all, and a column
-    # found by scanning back to the previous newline would cost O(file) per record.
-    seen = [0, 1, 0]  # [position, its line number, where that line starts]
+    lines = LineTracker(text)
 
     def at(pos: int) -> str:
-        start, line, line_start = seen if pos >= seen[0] else (0, 1, 0)
-        newlines = text.count("\n", start, pos)
-        if newlines:
-            line += newlines
-            line_start = text.rfind("\n", start, pos) + 1
-        seen[:] = [pos, line, line_start]
-        return f"{path}:{line}:{pos - line_start + 1}"
+        line, column = lines.locate(pos)
+        return f"{path}:{line}:{column}"
 
     def fail(pos: int, msg: str) -> DataError:
         return DataError(f"{at(pos)}: malformed JSON: {msg}")

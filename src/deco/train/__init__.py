@@ -1,10 +1,13 @@
 """Training: the two-stage LLaVA recipe on accelerate (CPU, 1 GPU, DDP, FSDP, DeepSpeed), resumable.
 
-`run_training(config, resume)` runs a job; `train_main(path, overrides, resume)` loads the config and
-runs it (`deco train` does the same, validating before torch loads). Modules: checks (config checks that
-need no model), freeze (stage -> trainable), optim (AdamW groups, schedule), batches (data position),
-loss (summed token loss), loop (the step), checkpoint/snapshot/state (atomic save and exact resume),
-metrics (metrics.jsonl), progress (bar or quiet lines), accel (backend differences), cli (`deco train`).
+Start at `entry.run_training(config, resume)`: it plans the resume, builds the model and data (`setup`),
+and runs the loop. `train_main(path, overrides, resume)` loads the config and runs it (`deco train`
+does the same through `cli`, after `checks` validated what needs no model). The rest by concern:
+- `step/`: the optimizer step (loop, loss, optim, accel, wrapper, compiled, freeze);
+- `loading/`: which samples each process reads and how they reach it (batches, loader, wire, prefetch);
+- `rundir/`: the run's state on disk (checkpoint, snapshot, resume, fingerprint, state, preflight,
+  diskerrors, stopping);
+- `report/`: what a run tells (progress, metrics, tracking, probe, diagnostics, runinfo).
 """
 
 from deco.lazy import lazy_exports

@@ -16,23 +16,19 @@ from deco.data import DataCollator
 from deco.errors import ConfigError, DecoError
 from deco.model.vision import VisionTower
 from deco.runlock import LOCK_NAME, locked
-from deco.train import accel
-from deco.train.batches import BatchPlan
-from deco.train.checkpoint import latest_checkpoint, remove_stale_temp, write_json
 from deco.train.checks import check_train_config
-from deco.train.compiled import compile_parts
-from deco.train.diagnostics import DIAGNOSTICS_FILE, BlockDiagnostics
-from deco.train.diskerrors import describe as describe_io_error
-from deco.train.diskerrors import io_error
-from deco.train.freeze import describe_trainable, set_train_modes
-from deco.train.loader import build_loader, loader_settings
-from deco.train.loop import Loop
-from deco.train.metrics import MetricsWriter
-from deco.train.optim import build_optimizer, build_scheduler, optimizer_kind
-from deco.train.preflight import check_free_space, checkpoint_bytes, folder_bytes, prepare_run_dir
-from deco.train.probe import PROBE_FILE, collapse_warning, measure, probe_images
-from deco.train.progress import Reporter
-from deco.train.resume import (
+from deco.train.loading.batches import BatchPlan
+from deco.train.loading.loader import build_loader, loader_settings
+from deco.train.report.diagnostics import DIAGNOSTICS_FILE, BlockDiagnostics
+from deco.train.report.metrics import MetricsWriter
+from deco.train.report.probe import PROBE_FILE, collapse_warning, measure, probe_images
+from deco.train.report.progress import Reporter
+from deco.train.report.runinfo import machine, versions
+from deco.train.rundir.checkpoint import latest_checkpoint, remove_stale_temp, write_json
+from deco.train.rundir.diskerrors import describe as describe_io_error
+from deco.train.rundir.diskerrors import io_error
+from deco.train.rundir.preflight import check_free_space, checkpoint_bytes, folder_bytes, prepare_run_dir
+from deco.train.rundir.resume import (
     SKIPPED_FILE,
     ResumePlan,
     apply_lr_changes,
@@ -43,12 +39,16 @@ from deco.train.resume import (
     plan_resume,
     record_provenance,
 )
-from deco.train.runinfo import machine, versions
+from deco.train.rundir.snapshot import load_optimizer, save_checkpoint
+from deco.train.rundir.state import TrainState, restore_rng
+from deco.train.rundir.stopping import StopRequest, stop_on_signals
 from deco.train.setup import build_dataset, model_for_stage, save_final, total_steps_for
-from deco.train.snapshot import load_optimizer, save_checkpoint
-from deco.train.state import TrainState, restore_rng
-from deco.train.stopping import StopRequest, stop_on_signals
-from deco.train.wrapper import TrainingModel
+from deco.train.step import accel
+from deco.train.step.compiled import compile_parts
+from deco.train.step.freeze import describe_trainable, set_train_modes
+from deco.train.step.loop import Loop
+from deco.train.step.optim import build_optimizer, build_scheduler, optimizer_kind
+from deco.train.step.wrapper import TrainingModel
 
 
 def train_main(
@@ -61,7 +61,7 @@ def train_main(
     the latest checkpoint in train.output_dir exactly (same losses as an uninterrupted run); a path
     continues from that checkpoint folder. Run on several processes with
     `accelerate launch --config_file configs/accelerate/<backend>.yaml -m deco.cli train CONFIG`.
-    `allow_change` names settings that may differ from the resumed run (deco.train.resume.CHANGEABLE).
+    `allow_change` names settings that may differ from the resumed run (deco.train.rundir.resume.CHANGEABLE).
     """
     return run_training(load_config(config_path, overrides or []), resume=resume, allow_change=allow_change)
 
@@ -79,7 +79,7 @@ def run_training(
     `vision_tower` and `dataset` let callers (the demo) pass an encoder and a dataset built in-process;
     a dataset must return samples as ConversationDataset does and may have `modality_lengths`.
     One writer per run: the main process holds `train.output_dir/.deco.lock` (deco.runlock) throughout.
-    SIGTERM / SIGINT stop it after the current step with a checkpoint: TrainingStopped (deco.train.stopping).
+    SIGTERM / SIGINT stop it after the current step with a checkpoint: TrainingStopped (deco.train.rundir.stopping).
     """
     world = accel.world_size()
     check_train_config(config, world)
@@ -87,7 +87,7 @@ def run_training(
     main = PartialState().is_main_process
     reporter = Reporter(main, config.train.quiet)
     run_dir = Path(config.train.output_dir)
-    # SIGTERM / SIGINT: finish the step, checkpoint, release the lock, raise TrainingStopped (deco.train.stopping).
+    # SIGTERM / SIGINT: finish the step, checkpoint, release the lock, raise TrainingStopped (deco.train.rundir.stopping).
     with stop_on_signals(announce=main) as stop:
         if not main:
             return _run(config, resume, vision_tower, dataset, allowed, reporter, world, stop)
@@ -190,7 +190,7 @@ def _run(
     )
     extra = {"world_size": world, "accum": plan.accum, "total_steps": total, "num_samples": len(data),
              "data_fingerprint": resumed.fingerprint}
-    # Collapse probe at every checkpoint (deco.train.probe); one process without sharded weights only.
+    # Collapse probe at every checkpoint (deco.train.report.probe); one process without sharded weights only.
     probe = probe_images(data) if main and accelerator.distributed_type.value in ("NO", "MULTI_CPU", "MULTI_GPU") else None
 
     def save() -> Any:

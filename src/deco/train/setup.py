@@ -27,12 +27,12 @@ from deco.interop.lora import (
 from deco.model import DecoModel, build_model, load_projector_weights, save_model
 from deco.model.llm import DTYPES
 from deco.model.vision import VisionTower
-from deco.train import accel
-from deco.train.batches import BatchPlan
-from deco.train.checkpoint import PROJECTOR_FILE, TRAINABLE_FILE, atomic_directory, latest_checkpoint
-from deco.train.freeze import apply_stage, upcast_trainable
-from deco.train.snapshot import load_trainable
-from deco.train.state import seed_everything
+from deco.train.loading.batches import BatchPlan
+from deco.train.rundir.checkpoint import PROJECTOR_FILE, TRAINABLE_FILE, atomic_directory, latest_checkpoint
+from deco.train.rundir.snapshot import load_trainable
+from deco.train.rundir.state import seed_everything
+from deco.train.step import accel
+from deco.train.step.freeze import apply_stage, upcast_trainable
 
 
 def resolve_resume(resume: bool | str | Path | None, run_dir: Path) -> Path | None:

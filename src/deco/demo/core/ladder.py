@@ -6,7 +6,7 @@ after it; at `depth: 0` Honeybee builds exactly pooling + MLP (kakaobrain/honeyb
 So a C-Abstractor that trails DeCo far must lose it in something the ladder can point at: the pos-emb,
 the first RegNet block, more blocks. The D-Abstractor rungs take out decoder layers and the learned
 deformable offsets. Each rung is a projector plus options over the demo's (`ladder.rungs` in
-configs/demo.yaml); every job logs per-block gradient norms and activation scales (deco.train.diagnostics),
+configs/demo.yaml); every job logs per-block gradient norms and activation scales (deco.train.report.diagnostics),
 summarised here next to the accuracies and the collapse probe.
 """
 

@@ -29,7 +29,7 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    from deco.train.runinfo import cpu_model
+    from deco.train.report.runinfo import cpu_model
 
     cpu = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -24,7 +24,7 @@ from deco.demo.core.evaluate import answer_all, load_test, score
 from deco.demo.core.settings import DemoSettings
 from deco.errors import NonFiniteError
 from deco.projectors.registry import get_options_class
-from deco.train.diagnostics import DIAGNOSTICS_FILE, read_diagnostics
+from deco.train.report.diagnostics import DIAGNOSTICS_FILE, read_diagnostics
 
 Progress = Callable[[str, int], None]  # (phase, units done in that phase)
 
@@ -139,15 +139,15 @@ def train_projector(
 
 def read_losses(run_dir: Path) -> list[list[float]]:
     """[step, loss] pairs of a run's metrics.jsonl."""
-    from deco.train.metrics import read_metrics
+    from deco.train.report.metrics import read_metrics
 
     return [[r["step"], round(float(r["loss"]), 5)] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
 
 
 def read_probes(run_dir: Path) -> list[dict[str, Any]]:
-    """The collapse probe the trainer logged at each checkpoint (deco.train.probe), with its step."""
-    from deco.train.metrics import read_metrics
-    from deco.train.probe import PROBE_FILE
+    """The collapse probe the trainer logged at each checkpoint (deco.train.report.probe), with its step."""
+    from deco.train.report.metrics import read_metrics
+    from deco.train.report.probe import PROBE_FILE
 
     return read_metrics(run_dir / PROBE_FILE)
 
@@ -171,7 +171,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Accuracy of each stage-2 checkpoint (curve subset) and of the final model (whole held-out split)."""
     from deco.model import load_model
-    from deco.train.checkpoint import TRAINABLE_FILE, list_checkpoints, load_tensors
+    from deco.train.rundir.checkpoint import TRAINABLE_FILE, list_checkpoints, load_tensors
 
     test, curve, _ = eval_plan(settings, assets, split)
     done = [0]

@@ -23,7 +23,7 @@ from deco.demo.core.cache import Assets
 from deco.demo.core.runner import eval_plan, run_job
 from deco.demo.core.settings import DemoSettings
 from deco.errors import DecoError
-from deco.train.progress import progress_bars
+from deco.train.report.progress import progress_bars
 
 # Relative cost per step measured on the demo's default sizes (CPU seconds, 1 thread): start the
 # expensive jobs first so the last job to finish is a short one.

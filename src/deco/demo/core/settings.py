@@ -98,7 +98,7 @@ class TrainSettings:
     # Per projector, its warmup ratio (from the sweep); projectors not listed use warmup_ratio.
     projector_warmups: dict[str, float] = field(default_factory=lambda: dict(SWEPT_WARMUPS))
     # Every N steps, per-block gradient norms and weight/activation scales of the projector
-    # (deco.train.diagnostics; the ladder reads them); 0 = off.
+    # (deco.train.report.diagnostics; the ladder reads them); 0 = off.
     diagnostics_every: int = 25
 
 

@@ -3,7 +3,7 @@
 compared at its best setting.
 
 The chosen setting per projector is the one with the best validation accuracy, skipping runs whose
-projector collapsed (deco.train.probe); ties go to the smaller learning rate, then the longer warmup. The
+projector collapsed (deco.train.report.probe); ties go to the smaller learning rate, then the longer warmup. The
 result is written to sweep.json / sweep.md and printed as the `train.projector_lrs` (and, where a
 projector's best warmup differs from train.warmup_ratio, `train.projector_warmups`) block for
 configs/demo.yaml.

@@ -17,15 +17,15 @@ from accelerate.utils import gather_object
 
 from deco.config import TrainSection
 from deco.errors import NonFiniteError
-from deco.train import accel
-from deco.train.batches import BatchPlan
-from deco.train.diagnostics import BlockDiagnostics
-from deco.train.loss import count_loss_tokens, summed_token_loss
-from deco.train.metrics import MetricsWriter
-from deco.train.progress import Reporter
-from deco.train.state import TrainState
-from deco.train.stopping import StopRequest, TrainingStopped
-from deco.train.wire import shutdown_workers
+from deco.train.loading.batches import BatchPlan
+from deco.train.loading.wire import shutdown_workers
+from deco.train.report.diagnostics import BlockDiagnostics
+from deco.train.report.metrics import MetricsWriter
+from deco.train.report.progress import Reporter
+from deco.train.rundir.state import TrainState
+from deco.train.rundir.stopping import StopRequest, TrainingStopped
+from deco.train.step import accel
+from deco.train.step.loss import count_loss_tokens, summed_token_loss
 
 # What the model reads from a batch; tensors go to the device, `image_layouts` (AnyRes) stays a list.
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_layouts")
@@ -65,7 +65,7 @@ class Loop:
     window: list[StepResult] = field(default_factory=list)
     last_saved: int = -1
     diagnostics: BlockDiagnostics | None = None  # train.diagnostics_every > 0 (main process)
-    stop: StopRequest | None = None  # set by SIGTERM / SIGINT (deco.train.stopping)
+    stop: StopRequest | None = None  # set by SIGTERM / SIGINT (deco.train.rundir.stopping)
     last_checkpoint: Path | None = None
 
     def run(self) -> None:

@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from deco.config import DataSection
 from deco.errors import ConfigError
-from deco.train.batches import BatchPlan, StepBatchSampler
-from deco.train.prefetch import PrefetchedLoader
-from deco.train.stopping import ignore_stop_signals
-from deco.train.wire import ReceivedBatches, SendSmallByValue
+from deco.train.loading.batches import BatchPlan, StepBatchSampler
+from deco.train.loading.prefetch import PrefetchedLoader
+from deco.train.loading.wire import ReceivedBatches, SendSmallByValue
+from deco.train.rundir.stopping import ignore_stop_signals
 
 # More workers than this rarely help one process (JPEG decode + resize is ~14 ms per sample on one
 # core, so 8 workers feed ~570 samples/s) and each holds a copy of the dataset's index.

@@ -13,8 +13,7 @@ from deco.config import Config
 from deco.errors import ConfigError, DecoError
 from deco.interop.lora import save_run_adapter
 from deco.model import DecoModel
-from deco.train import accel
-from deco.train.checkpoint import (
+from deco.train.rundir.checkpoint import (
     OPTIMIZER_FILE,
     PROJECTOR_FILE,
     STATE_FILE,
@@ -29,7 +28,8 @@ from deco.train.checkpoint import (
     unflatten_optimizer_state,
     write_json,
 )
-from deco.train.state import STATE_VERSION, TrainState, capture_rng
+from deco.train.rundir.state import STATE_VERSION, TrainState, capture_rng
+from deco.train.step import accel
 
 STATE_FORMAT = "deco-train-state"
 
@@ -120,7 +120,7 @@ def load_trainable(model: DecoModel, path: Path) -> None:
 
 
 def read_resume(checkpoint: Path) -> dict[str, Any]:
-    """Read a checkpoint's train_state.json (the settings are compared by deco.train.resume)."""
+    """Read a checkpoint's train_state.json (the settings are compared by deco.train.rundir.resume)."""
     saved = read_state(checkpoint)
     if saved.get("format") != STATE_FORMAT:
         raise ConfigError(f"{checkpoint / STATE_FILE}: format is {saved.get('format')!r}, expected {STATE_FORMAT!r}")

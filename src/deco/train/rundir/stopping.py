@@ -5,7 +5,7 @@ The first signal only sets a flag: the loop finishes the optimizer step it is in
 (atomically, like every checkpoint), and raises TrainingStopped; the run lock is released on the way
 out and `deco` (deco.cli) exits with the signal's status (128 + its number). `--resume` then continues
 bit for bit, so nothing is lost beyond the step that was running. A second signal stops at once
-(SystemExit): a checkpoint being written is dropped whole (deco.train.checkpoint.atomic_directory), so
+(SystemExit): a checkpoint being written is dropped whole (deco.train.rundir.checkpoint.atomic_directory), so
 the last one on disk stays usable.
 """
 

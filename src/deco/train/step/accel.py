@@ -17,7 +17,7 @@ from accelerate.utils import DistributedType
 
 from deco.config import TrainSection
 from deco.errors import ConfigError
-from deco.train.wrapper import PREFIX
+from deco.train.step.wrapper import PREFIX
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 

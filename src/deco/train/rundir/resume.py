@@ -21,10 +21,10 @@ from deco.config import Config
 from deco.data.index_cache import records_summary, resolve_cache_dir
 from deco.data.records import Record
 from deco.errors import ConfigError
-from deco.train.checkpoint import latest_checkpoint
-from deco.train.fingerprint import MANIFEST_FILE, data_fingerprint, describe_change, write_manifest
+from deco.train.rundir.checkpoint import latest_checkpoint
+from deco.train.rundir.fingerprint import MANIFEST_FILE, data_fingerprint, describe_change, write_manifest
+from deco.train.rundir.snapshot import read_resume
 from deco.train.setup import resolve_resume
-from deco.train.snapshot import read_resume
 
 HISTORY_FILE = "config_history.jsonl"
 SKIPPED_FILE = "skipped_samples.jsonl"
@@ -40,7 +40,7 @@ NOT_TRAJECTORY = (
     "train.output_dir", "train.log_every", "train.diagnostics_every", "train.save_every", "train.keep_last", "train.quiet",
     "train.gradient_checkpointing", "train.report_to", "train.tracker_project",
     "data.num_workers", "data.prefetch_thread", "data.cache_dir", "data.check_images", "data.allow_outside_image_folder",
-    "data.fingerprint",  # a change of method shows as a data change (deco.train.fingerprint.describe_change)
+    "data.fingerprint",  # a change of method shows as a data change (deco.train.rundir.fingerprint.describe_change)
     # Paths: the data is compared by content (the fingerprint), not by where it lies.
     "data.train_file", "data.image_folder",
     "model.allow_pickle",

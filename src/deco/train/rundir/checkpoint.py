@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from deco.errors import ConfigError, DecoError
-from deco.train.diskerrors import io_error
+from deco.train.rundir.diskerrors import io_error
 
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-"

@@ -1,7 +1,7 @@
 """A disk that fails part-way through a run (full, read-only, permissions taken away, unmounted) is one
 line: the path, what happened, what to do, and the last good checkpoint to resume from.
 
-Checkpoints are written atomically (deco.train.checkpoint), so a failed save leaves the previous one
+Checkpoints are written atomically (deco.train.rundir.checkpoint), so a failed save leaves the previous one
 usable; the message names it. safetensors reports I/O failures as its own SafetensorError carrying the
 OS error code in its text; `io_error` turns those back into an OSError.
 """

@@ -11,7 +11,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from deco.config import TrainSection
 from deco.errors import ConfigError
 from deco.model import DecoModel
-from deco.train.freeze import COMPONENTS
+from deco.train.step.freeze import COMPONENTS
 
 
 def component_lr(component: str, train: TrainSection) -> float:

@@ -1,5 +1,5 @@
 """metrics.jsonl: one JSON object per logged step, appended and flushed as it happens; the same records go
-to the trackers named in train.report_to (deco.train.tracking)."""
+to the trackers named in train.report_to (deco.train.report.tracking)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deco.train.tracking import finish_trackers, log_record, start_trackers
+from deco.train.report.tracking import finish_trackers, log_record, start_trackers
 
 if TYPE_CHECKING:
     from deco.config import Config
