@@ -33,7 +33,7 @@ TINY: dict[str, dict] = {
                       "num_frames": 1, "max_frames": 4},
 }
 
-# FACTS §3: reference parameter counts at Dv=1024, Dl=4096, N=576 (24x24).
+# Reference parameter counts (LLaVA's mlp2x_gelu, Honeybee's abstractors, BLIP-2's Q-Former) at Dv=1024, Dl=4096, N=576 (24x24).
 REFERENCE_COUNTS = {
     ("linear", None): 4_198_400,
     ("mlp", None): 20_979_712,

@@ -38,8 +38,8 @@ def changed_tokens(proj, grid: tuple[int, int], patch: int) -> list[int]:
 @pytest.mark.parametrize(
     ("name", "options", "expected"),
     [
-        ("ldpv2", {}, 21_020_672),  # FACTS §3: mlp2x_gelu 20,979,712 + depthwise conv 4096*9 + 4096
-        ("tokenpacker", {}, 36_722_688),  # FACTS §3
+        ("ldpv2", {}, 21_020_672),  # reference: mlp2x_gelu 20,979,712 + depthwise conv 4096*9 + 4096
+        ("tokenpacker", {}, 36_722_688),  # reference implementation's count
         # LayerNorm(4096) + Linear(4096->4096) + Linear(4096->4096)
         ("pixel_shuffle", {}, 2 * 4096 + 2 * (4096 * 4096 + 4096)),
         ("pixel_shuffle", {"layer_norm": False}, 2 * (4096 * 4096 + 4096)),

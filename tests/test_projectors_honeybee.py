@@ -28,7 +28,7 @@ def tiny(name: str, **options: object):
     return build_projector(name, DV, DL, {**TINY[name], **options})
 
 
-# ---- exact sizes (FACTS §3) ----
+# ---- exact sizes (kakaobrain/honeybee's defaults) ----
 
 
 @pytest.mark.parametrize("m", [144, 64])

@@ -166,7 +166,7 @@ def test_reference_parameter_counts_at_llava_size():
     with torch.device("meta"):
         counts = {n: build_projector(n, 1024, 4096).num_parameters()
                   for n in ("deco3d", "pllava", "deco_temporal", "deco_spatial", "qformer_video")}
-    # The MLP is LLaVA's mlp2x_gelu (FACTS §2/§3); pooling adds nothing; the video Q-Former adds
+    # The MLP is LLaVA's mlp2x_gelu (as DeCo and LLaVA-1.5 use it); pooling adds nothing; the video Q-Former adds
     # its 32 x 1024 frame-position table to the 2-layer Q-Former's 22,865,920.
     assert counts["deco3d"] == counts["pllava"] == counts["deco_temporal"] == counts["deco_spatial"] == 20_979_712
     assert counts["qformer_video"] == 22_865_920 + 32 * 1024

@@ -8,7 +8,7 @@ from typing import Any
 
 from deco.errors import ConfigError
 
-# LLaVA-1.5 (FACTS §1): CLIP ViT-L/14-336 has 24 layers, Vicuna-7B (Llama-2-7B shapes) 32.
+# LLaVA-1.5 (arXiv 2310.03744): CLIP ViT-L/14-336 has 24 layers, Vicuna-7B (Llama-2-7B shapes) 32.
 FULL_VISION_LAYERS = 24
 FULL_LLM_LAYERS = 32
 

@@ -32,7 +32,7 @@ from deco.train.step.loop import Loop
 from deco.train.step.optim import adamw, optimizer_kind, param_groups
 from deco.train.step.wrapper import TrainingModel
 
-# LLaVA-1.5 learning rates (FACTS §1); the values only matter in that the update really runs.
+# LLaVA-1.5 learning rates (haotian-liu/LLaVA scripts/v1_5); the values only matter in that the update really runs.
 STAGE_LR = {1: 1e-3, 2: 2e-5}
 # Samples on disk: enough for several distinct global batches; the plan cycles through epochs.
 MIN_SAMPLES = 32

@@ -1,4 +1,4 @@
-"""The question text LLaVA-1.5 asks for each benchmark (FACTS §5), before the conversation template.
+"""The question text LLaVA-1.5 asks for each benchmark (haotian-liu/LLaVA, llava/eval and scripts/v1_5/eval), before the conversation template.
 
 What each benchmark's user turn holds (LLaVA's eval question files and `model_vqa_*` scripts):
 

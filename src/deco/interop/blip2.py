@@ -1,6 +1,6 @@
 """Initialise deco's Q-Former projector from an HF BLIP-2 checkpoint, as the DeCo paper's Q-Former baseline.
 
-What carries over (FACTS §3): self-attention, FFN and LayerNorms of the chosen Q-Former layers, and
+What carries over (BLIP-2, arXiv 2301.12597; salesforce/LAVIS blip2_qformer.py): self-attention, FFN and LayerNorms of the chosen Q-Former layers, and
 the learnable `query_tokens`. What cannot, and stays at the projector's own initialisation (each
 logged with its reason):
 - cross-attention key/value when the vision width differs (BLIP-2's EVA-g is 1408 wide, CLIP-L 1024);

@@ -1,6 +1,6 @@
 """HF `LlavaForConditionalGeneration` checkpoints in and out (the llava-hf/llava-1.5-7b-hf layout).
 
-The correspondence (FACTS §6): HF LLaVA takes `hidden_states[vision_feature_layer]` of a CLIP or SigLIP
+The correspondence (transformers' models/llava, modeling_llava.py): HF LLaVA takes `hidden_states[vision_feature_layer]` of a CLIP or SigLIP
 vision model, drops the CLS token with strategy "default" (CLIP; SigLIP has none and uses "full"),
 maps it with `multi_modal_projector` (linear_1, act, linear_2) and writes the features into the slots
 of `image_token_index`, checking their count. That is deco's `HFVisionTower` + `mlp` projector +

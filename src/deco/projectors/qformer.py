@@ -9,7 +9,7 @@ Layer i (BERT-style, post-LN): self-attention over the queries; cross-attention 
 features iff i % cross_attention_frequency == 0 (as HF); FFN of the query branch (`intermediate_query`,
 `output_query`). The text branch of the original (`intermediate`, `output`, used only when text
 tokens run through the Q-Former) is left out, as HF does by default (`use_qformer_text_input=False`);
-the parameter counts in FACTS section 3 are counted without it.
+the reference parameter counts (BLIP-2's Q-Former as DeCo's comparison uses it) are counted without it.
 """
 
 from __future__ import annotations

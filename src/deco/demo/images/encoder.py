@@ -3,7 +3,7 @@
 Objective: per-patch classification of what the scene puts there — colour, shape and size of the
 object covering the patch (or background), and the row and column of the 3x3 cell the patch lies
 in. Shape alone learns slowly from a few pixels; the position targets make the features carry where
-each patch is, which the LM needs (FACTS §7: linear probes then recover row, column and cell). The
+each patch is, which the LM needs (linear probes then recover row, column and cell). The
 heads are thrown away; only the encoder is kept.
 """
 

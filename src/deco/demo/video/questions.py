@@ -1,4 +1,4 @@
-"""Question families over a video: one-word answers, the referent last (as the image demo's, FACTS §7).
+"""Question families over a video: one-word answers, the referent last (as the image demo's).
 
 An object is named by its colour (distinct per video; the tiny encoder reads colour reliably, shape
 less so), and every answer is read through it. In development runs, questions about a pair ("is red

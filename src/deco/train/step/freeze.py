@@ -11,7 +11,7 @@ COMPONENTS = ("vision_tower", "projector", "llm")
 
 
 def trainable_components(train: TrainSection) -> set[str]:
-    """The components a stage trains (LLaVA-1.5 recipe, FACTS §1)."""
+    """The components a stage trains (LLaVA-1.5 recipe, arXiv 2310.03744)."""
     names = {"projector"} if train.stage == 1 else {"projector", "llm"}
     if train.train_vision:
         names.add("vision_tower")

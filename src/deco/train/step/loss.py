@@ -1,4 +1,5 @@
-"""Token cross-entropy as a sum, so a step can divide by its global count of loss tokens (FACTS §6).
+"""Token cross-entropy as a sum, so a step can divide by its global count of loss tokens (the
+gradient-accumulation loss fix of HF transformers' Trainer, late 2024).
 
 The loss is computed over the vocabulary in row chunks, in float32, without ever holding the whole
 [B*T, V] logits in float32: a plain `F.cross_entropy(logits.float(), ...)` keeps an fp32 copy of the
