@@ -335,7 +335,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
-        return _from_dict(tp, value, source, prefix=f"{key}.")
+        return dataclass_from_dict(tp, value, source, prefix=f"{key}.")
     if origin in (dict,):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
@@ -361,7 +361,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
 
-def _from_dict(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
+def dataclass_from_dict(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
+    """A config dataclass from a (nested) dict: unknown keys are errors with a did-you-mean, values are
+    checked against the field types; `source` and `prefix` name where the dict came from in messages."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
@@ -379,11 +381,12 @@ def _from_dict(cls: type[T], data: dict[str, Any], source: str, prefix: str = ""
     return defaults
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` over `base`, nested dicts merged key by key (neither input changes)."""
     out = dict(base)
     for k, v in update.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = v
     return out
@@ -435,7 +438,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
     """Build and validate a Config from a nested dict."""
-    config = _from_dict(Config, data, source)
+    config = dataclass_from_dict(Config, data, source)
     try:
         config.validate()
     except ConfigError as exc:
@@ -454,9 +457,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         old_name = data.get("projector", {}).get("name", ProjectorSection.name)
         if parts == ["projector", "name"] and value != old_name:
             # Options belong to one projector; switching projectors starts from the new one's defaults.
-            data = _deep_merge(data, {"projector": {"options": None}})
+            data = deep_merge(data, {"projector": {"options": None}})
             data["projector"]["options"] = {}
-        data = _deep_merge(data, _nest(parts, value))
+        data = deep_merge(data, _nest(parts, value))
     if overrides:
         source = f"{source} + overrides"
     return config_from_dict(data, source)
@@ -481,8 +484,8 @@ def _read_with_base(path: Path, seen: set[Path]) -> dict[str, Any]:
         # A base next to the file wins; otherwise a shipped recipe of that name (`base: llava15-base.yaml`).
         beside = path.parent / base
         parent = beside if beside.is_file() else resolve_config_file(base)
-        merged = _deep_merge(merged, _read_with_base(parent, seen | {resolved}))
-    return _deep_merge(merged, data)
+        merged = deep_merge(merged, _read_with_base(parent, seen | {resolved}))
+    return deep_merge(merged, data)
 
 
 def dump_config(config: Config, path: str | Path) -> None:

@@ -71,7 +71,7 @@ class DecoVLMConfig(PretrainedConfig):
 
 def _build_deco(config: DecoVLMConfig) -> Any:
     """A DecoModel with random weights in the shape `config` describes (weights come from the checkpoint)."""
-    from deco.config import AnyResSection, _from_dict
+    from deco.config import AnyResSection, dataclass_from_dict
     from deco.model.builder import enable_anyres_from
     from deco.model.multimodal import DecoModel
     from deco.model.vision import _ARCHS, HFVisionTower
@@ -89,7 +89,7 @@ def _build_deco(config: DecoVLMConfig) -> Any:
                       config=sections, multi_level_layers=vision.get("multi_level_layers"))
     anyres = vision.get("anyres") or {}
     if anyres.get("enabled"):
-        enable_anyres_from(model, _from_dict(AnyResSection, anyres, "config.json deco.vision.anyres", "vision.anyres."))
+        enable_anyres_from(model, dataclass_from_dict(AnyResSection, anyres, "config.json deco.vision.anyres", "vision.anyres."))
     return model
 
 

@@ -18,9 +18,9 @@ from deco.config import (
     ModelSection,
     ProjectorSection,
     VisionSection,
-    _from_dict,
     check_anyres_section,
     check_layer_indices,
+    dataclass_from_dict,
     resolve_multi_level_layers,
 )
 from deco.errors import ConfigError
@@ -159,10 +159,10 @@ def load_model(directory: str | Path, vision_tower: VisionTower | None = None, a
     sections = meta["sections"]
     source = str(directory / CONFIG_FILE)
     config = Config(
-        model=_from_dict(ModelSection, sections["model"], source, "model."),
-        vision=_from_dict(VisionSection, sections["vision"], source, "vision."),
-        projector=_from_dict(ProjectorSection, sections["projector"], source, "projector."),
-        llm=_from_dict(LLMSection, sections["llm"], source, "llm."),
+        model=dataclass_from_dict(ModelSection, sections["model"], source, "model."),
+        vision=dataclass_from_dict(VisionSection, sections["vision"], source, "vision."),
+        projector=dataclass_from_dict(ProjectorSection, sections["projector"], source, "projector."),
+        llm=dataclass_from_dict(LLMSection, sections["llm"], source, "llm."),
     )
     config.model.load_from = None
     config.model.allow_pickle = allow_pickle

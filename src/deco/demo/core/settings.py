@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deco.config import _deep_merge, _from_dict, read_yaml
+from deco.config import dataclass_from_dict, deep_merge, read_yaml
 from deco.demo.video.settings import VideoSceneSettings, video_defaults
 from deco.errors import ConfigError
 
@@ -219,7 +219,7 @@ def default_settings(kind: str = "image") -> DemoSettings:
     if kind not in KINDS:
         raise ConfigError(f"demo kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind == "video":
-        return _from_dict(DemoSettings, video_defaults(), "<built-in video demo settings>")
+        return dataclass_from_dict(DemoSettings, video_defaults(), "<built-in video demo settings>")
     return DemoSettings(
         projector_options=copy.deepcopy(DEFAULT_PROJECTOR_OPTIONS), profiles=copy.deepcopy(DEFAULT_PROFILES)
     )
@@ -227,7 +227,7 @@ def default_settings(kind: str = "image") -> DemoSettings:
 
 def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> DemoSettings:
     """Typed settings from a nested dict; unknown keys and wrong types name the key."""
-    settings = _from_dict(DemoSettings, data, source)
+    settings = dataclass_from_dict(DemoSettings, data, source)
     validate(settings, source)
     return settings
 
@@ -246,11 +246,11 @@ def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()
         if kind is not None and file_kind != kind:
             raise ConfigError(f"{source}: kind is {file_kind!r} but a {kind} demo was asked for "
                               f"(--video needs a file with `kind: video`, such as configs/demo-video.yaml)")
-        data = _deep_merge(default_settings(file_kind).to_dict(), raw)
+        data = deep_merge(default_settings(file_kind).to_dict(), raw)
     for name in profiles:
         if name not in data.get("profiles", {}):
             raise ConfigError(f"{source}: no profile '{name}' (have: {', '.join(data.get('profiles', {}))})")
-        data = _deep_merge(data, data["profiles"][name])
+        data = deep_merge(data, data["profiles"][name])
     return settings_from_dict(data, source)
 
 
