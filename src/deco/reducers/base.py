@@ -33,6 +33,7 @@ class Cues:
 
     importance: torch.Tensor | None = None  # [I, N] attention each patch gets ([CLS] row, or mean over patches)
     keys: torch.Tensor | None = None  # [I, N, d] the feature layer's keys, heads averaged (VisionZip's metric)
+    seconds: float = 0.0  # time spent computing these beyond the encoder pass itself
 
 
 @dataclass
@@ -87,6 +88,9 @@ class Reducer:
         self.input_tokens = model.projector.num_tokens(model.vision_tower.grid)
         self.num_tokens(self.input_tokens)
 
+    def detach(self, model: DecoModel) -> None:
+        """Undo what attach installed on shared modules (hooks, the LLM's attention kernel)."""
+
     def token_grid(self, model: DecoModel) -> Grid | None:
         """The projector's output tokens as a grid, None if they are not one (a Q-Former's queries)."""
         return token_grid_of(model.projector, model.vision_tower.grid)  # type: ignore[return-value]
@@ -102,16 +106,15 @@ class Reducer:
         """[I, 3, S, S] -> the reduced tokens [I, K, Dl] (what DecoModel.encode_images returns)."""
         if self.stage == "llm":
             return model.project(model.vision_tower(pixel_values), model.vision_tower.grid)
-        start = time.perf_counter()
         if self.needs_tower_attention:
             from deco.reducers.tower import tower_cues
 
             features, cues = tower_cues(model.vision_tower, pixel_values)
         else:
             features, cues = model.vision_tower(pixel_values), Cues()
+        self.seconds += cues.seconds  # the attention map's extra cost, not the encoder pass
         grid = model.vision_tower.grid
         if self.stage == "vision":
-            self.seconds += time.perf_counter() - start
             start = time.perf_counter()
             self.last = self.reduce(features, grid, cues)
             self.seconds += time.perf_counter() - start

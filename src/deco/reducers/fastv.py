@@ -64,6 +64,7 @@ class FastVReducer(Reducer):
         self.is_image: torch.Tensor | None = None
         self.drop: torch.Tensor | None = None  # [B, T] placeholders masked from layer K on
         self.handles: list[Any] = []
+        self.kernel: str | None = None  # the LLM's attention kernel before attach
 
     def reduce(self, x: torch.Tensor, grid: Grid | None, cues: Cues) -> Reduced:
         raise ConfigError("fastv acts inside the LLM; it has no pre-LLM reduce step")
@@ -76,12 +77,20 @@ class FastVReducer(Reducer):
         if not 1 <= self.layer < len(layers):
             raise ConfigError(f"--reduce {self.spec}: layer must be in 1..{len(layers) - 1} for this "
                               f"{len(layers)}-layer LLM")
+        self.kernel = model.llm.config._attn_implementation
         model.llm.set_attn_implementation("eager")
         for handle in self.handles:
             handle.remove()
         self.handles = [layers[self.layer - 1].self_attn.register_forward_hook(self._rank)]
         self.handles += [layer.self_attn.register_forward_pre_hook(self._mask, with_kwargs=True)
                          for layer in layers[self.layer:]]
+
+    def detach(self, model: DecoModel) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles, self.drop, self.is_image = [], None, None
+        if self.kernel is not None:
+            model.llm.set_attn_implementation(self.kernel)
 
     def prepare_llm(self, is_image: torch.Tensor) -> None:
         self.is_image, self.drop = is_image, None
@@ -90,15 +99,16 @@ class FastVReducer(Reducer):
         weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
         if self.is_image is None or weights is None or weights.shape[2] == 1:
             return  # decode steps keep the prefill's choice
-        if weights.shape[-1] != self.is_image.shape[1]:
-            raise ConfigError("fastv: the prompt and the attention disagree in length")
+        if weights.shape[-1] != self.is_image.shape[1] or weights.shape[0] != self.is_image.shape[0]:
+            self.is_image = self.drop = None  # another sequence runs through this LLM (not embedded here)
+            return
         scores = weights[:, :, -1, :].float().mean(dim=1)  # [B, T]
         per_image = self.input_tokens or 1
         self.drop = fastv_keep(scores, self.is_image, per_image, self.budget)
 
     def _mask(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
         mask = kwargs.get("attention_mask")
-        if self.drop is None or mask is None or mask.dim() != 4:
+        if self.drop is None or mask is None or mask.dim() != 4 or mask.shape[-1] < self.drop.shape[1]:
             return None
         mask = mask.expand(self.drop.shape[0], *mask.shape[1:])
         keys = mask.shape[-1]

@@ -46,6 +46,11 @@ _REDUCERS: dict[str, _Entry] = {
 }
 
 
+# The one help line of every command's --reduce option.
+REDUCE_HELP = ("Training-free token reducer at inference, NAME:TOKENS per image: random, pool, divprune, visionzip, "
+               "vispruner, fastv (e.g. visionzip:64; options as NAME:TOKENS:key=value). Default: none.")
+
+
 def reducer_names() -> list[str]:
     """All registered reducer names, in registry order."""
     return list(_REDUCERS)

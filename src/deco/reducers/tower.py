@@ -14,6 +14,7 @@ stand-in (stated in the README) rather than a refusal, so every tower can be com
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
@@ -59,22 +60,32 @@ def _layers(tower: VisionTower) -> nn.ModuleList:
 def tower_attention(tower: VisionTower, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass -> (features [I, N, Dv], attention probs [I, H, T, T], keys [I, H, T, hd]) at the feature
     layer, T = prefix + N."""
+    return _timed_attention(tower, pixel_values)[:3]
+
+
+def _timed_attention(tower: VisionTower, pixel_values: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """tower_attention plus the seconds spent beyond the encoder pass (the recomputed attention map)."""
     n_states = tower.num_layers + 1
     layer = tower.feature_layer % n_states
     if layer == 0:
         raise ConfigError("attention-based reducers need a feature layer after the embeddings (feature_layer != 0)")
     states = tower.hidden_states(pixel_values, upto=layer)
+    start = time.perf_counter()  # what the reducer adds to the encoder pass the model runs anyway
     x = states[layer - 1]  # the input of the layer whose output is the feature
     module = _layers(tower)[layer - 1]
     q, k, scale = (_qk_tiny_vit if hasattr(module, "attn") else _qk_hf)(module, x)
     probs = torch.softmax((q.float() @ k.float().transpose(-1, -2)) * scale, dim=-1)  # no mask: patches see all
-    return states[layer][:, tower.num_prefix_tokens:], probs, k
+    return states[layer][:, tower.num_prefix_tokens:], probs, k, time.perf_counter() - start
 
 
 def tower_cues(tower: VisionTower, pixel_values: torch.Tensor) -> tuple[torch.Tensor, Cues]:
     """Features [I, N, Dv] and the Cues (importance [I, N], keys [I, N, hd]) of one encoder pass."""
-    features, probs, keys = tower_attention(tower, pixel_values)
+    features, probs, keys, seconds = _timed_attention(tower, pixel_values)
+    start = time.perf_counter()
     p = tower.num_prefix_tokens
     # [CLS] -> patches summed over heads (VisionZip); without [CLS], attention received averaged over queries
     importance = probs[:, :, 0, p:].sum(dim=1) if p else probs.mean(dim=2).sum(dim=1)
-    return features, Cues(importance=importance, keys=keys[:, :, p:].mean(dim=1))  # keys: heads averaged
+    cues = Cues(importance=importance, keys=keys[:, :, p:].mean(dim=1))  # keys: heads averaged
+    cues.seconds = seconds + time.perf_counter() - start
+    return features, cues
