@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from deco.errors import ConfigError
 from deco.projectors.options.base import square_side
 from deco.reducers.base import Cues, Grid, Reduced, Reducer, gather_tokens
+
+if TYPE_CHECKING:
+    from deco.model.multimodal import DecoModel
 
 
 class RandomReducer(Reducer):
@@ -37,6 +42,14 @@ class PoolReducer(Reducer):
     """
 
     stage = "tokens"
+
+    def check(self, model: DecoModel) -> None:
+        super().check(model)
+        square_side(self.budget, "pool budget")  # fails at attach, before any image is seen
+        grid = self.token_grid(model)
+        if grid is None:
+            raise ConfigError(f"--reduce {self.spec}: pool needs the projector's tokens on a grid; "
+                              f"'{model.projector.name}' has none")
 
     def reduce(self, x: torch.Tensor, grid: Grid | None, cues: Cues) -> Reduced:
         if grid is None:
