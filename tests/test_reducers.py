@@ -86,6 +86,9 @@ def test_visionzip_keeps_the_top_attended_patches_and_merges_the_rest_into_key_g
     # like 0 (key ~[1, 0]) and join it: (0 + 2 + 5) / 3; 4 stays alone.
     assert out.sources.tolist() == [[1, 3, -1, -1]]
     assert out.values[0, :, 0].tolist() == pytest.approx([1.0, 3.0, 7 / 3, 4.0])
+    # the maps say the same: each output is its weights over the 6 patches times the patches
+    maps = out.maps(6)
+    assert torch.allclose(maps @ feats, out.values) and torch.allclose(maps.sum(-1), torch.ones(1, 4))
     assert contextual_count(64, -1) == 10 and contextual_count(128, -1) == 20 and contextual_count(64, 4) == 4
 
 
@@ -121,6 +124,7 @@ def test_pool_averages_the_token_grid_and_random_keeps_one_seeded_sorted_subset(
     x = torch.arange(16, dtype=torch.float32).view(1, 16, 1)  # a 4x4 grid
     pooled = build_reducer("pool:4").reduce(x, (4, 4), Cues())
     assert pooled.values.flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
+    assert torch.allclose(pooled.maps(16) @ x, pooled.values)  # the pooling matrix
     with pytest.raises(ConfigError, match="perfect square"):
         build_reducer("pool:5").reduce(x, (4, 4), Cues())
     a = build_reducer("random:6").reduce(x.repeat(2, 1, 1), None, Cues())

@@ -42,6 +42,17 @@ class Reduced:
 
     values: torch.Tensor  # [I, K, D]
     sources: torch.Tensor  # [I, K] index of the input token kept; -1 for a merged (contextual/pooled) token
+    weights: torch.Tensor | None = None  # [I, K, M] how each output mixes the inputs (None: one-hot of sources)
+
+    def maps(self, m: int) -> torch.Tensor:
+        """[I, K, M] row-stochastic weights of each kept token over the M input tokens (relevance analysis:
+        for a per-patch projector these are the kept tokens' Query-to-Patch maps)."""
+        if self.weights is not None:
+            return self.weights
+        if bool((self.sources < 0).any()):
+            raise ValueError("a merged token without weights has no map")
+        out = torch.zeros(*self.sources.shape, m, device=self.sources.device)
+        return out.scatter_(2, self.sources.unsqueeze(-1), 1.0)
 
 
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -60,4 +60,7 @@ class PoolReducer(Reducer):
             raise ConfigError(f"--reduce {self.spec}: cannot pool a {h}x{w} token grid up to {side}x{side}")
         image = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)  # [I, D, h, w]
         pooled = nn.functional.adaptive_avg_pool2d(image, (side, side)).flatten(2).transpose(1, 2)  # [I, K, D]
-        return Reduced(pooled, torch.full(pooled.shape[:2], -1, dtype=torch.long, device=x.device))
+        eye = torch.eye(h * w, device=x.device).view(h * w, 1, h, w)
+        weights = nn.functional.adaptive_avg_pool2d(eye, (side, side)).flatten(1).T  # [K, M] the pooling matrix
+        return Reduced(pooled, torch.full(pooled.shape[:2], -1, dtype=torch.long, device=x.device),
+                       weights.unsqueeze(0).expand(x.shape[0], -1, -1))

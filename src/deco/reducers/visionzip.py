@@ -31,6 +31,7 @@ def visionzip(features: torch.Tensor, importance: torch.Tensor, keys: torch.Tens
     rest_mask.scatter_(1, top, False)
     rest = rest_mask.nonzero()[:, 1].view(n_images, n - dominant)  # [I, R] raster order
     out, sources = [gather_tokens(features, top)], [top]
+    weights = [torch.zeros(n_images, dominant, n, device=features.device).scatter_(2, top.unsqueeze(-1), 1.0)]
     if contextual:
         r = n - dominant
         step = max(1, r // contextual)
@@ -45,7 +46,13 @@ def visionzip(features: torch.Tensor, importance: torch.Tensor, keys: torch.Tens
         merged = (assign.transpose(1, 2) @ rest_feat[:, others] + rest_feat[:, targets]) / counts
         out.append(merged)
         sources.append(torch.full((n_images, contextual), -1, dtype=torch.long, device=features.device))
-    return Reduced(torch.cat(out, dim=1), torch.cat(sources, dim=1))
+        members = torch.zeros(n_images, contextual, r, device=features.device)  # [I, C, R] over the rest
+        members[:, :, others] = assign.transpose(1, 2).float()
+        members[:, torch.arange(contextual), targets] = 1.0
+        mixed = torch.zeros(n_images, contextual, n, device=features.device)
+        mixed.scatter_(2, rest.unsqueeze(1).expand(-1, contextual, -1), members / counts.float())
+        weights.append(mixed)
+    return Reduced(torch.cat(out, dim=1), torch.cat(sources, dim=1), torch.cat(weights, dim=1))
 
 
 class VisionZipReducer(Reducer):
