@@ -61,3 +61,23 @@ def test_chat_answers_with_a_reducer(mlp_model, tmp_path):
     res = CliRunner().invoke(app, ["chat", "--model", str(mlp_model), "--image", str(tmp_path / "red.png"),
                                    "--prompt", "colour?", "--max-new-tokens", "3", "--reduce", "visionzip:16"])
     assert res.exit_code == 0, res.output
+
+
+def test_analyze_with_a_reducer_maps_and_measures_the_kept_tokens(mlp_model, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (48, 48), (80 * i, 30, 200)).save(folder / f"{i}.png")
+    res = CliRunner().invoke(app, ["analyze", "--model", str(mlp_model), "--metrics", "--images", str(folder),
+                                   "--out", str(tmp_path / "m"), "--reduce", "random:16"])
+    assert res.exit_code == 0, res.output
+    row = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    row = row[0] if isinstance(row, list) else row["rows"][0]
+    assert row["tokens"] == 16 and row["model"] == "model+random:16"
+    assert row["effective_patches_per_token"] == pytest.approx(1.0)  # a kept mlp token is one patch
+    res = CliRunner().invoke(app, ["analyze", "--model", str(mlp_model), "--image", str(folder / "0.png"),
+                                   "--question", "colour?", "--max-new-tokens", "2", "--out", str(tmp_path / "e"),
+                                   "--reduce", "pool:16"])
+    assert res.exit_code == 0, res.output
