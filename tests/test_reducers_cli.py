@@ -81,3 +81,12 @@ def test_analyze_with_a_reducer_maps_and_measures_the_kept_tokens(mlp_model, tmp
                                    "--question", "colour?", "--max-new-tokens", "2", "--out", str(tmp_path / "e"),
                                    "--reduce", "pool:16"])
     assert res.exit_code == 0, res.output
+
+
+def test_app_models_load_with_the_reducer(saved_tiny_model):
+    from deco.app.engine import Engine
+    from deco.app.sources import ModelChoice
+
+    engine = Engine(ModelChoice("tiny", saved_tiny_model, reduce="pool:9"))
+    assert "projector `deco`, 9 visual tokens per image (reduced by `pool:9`)" in engine.describe()
+    assert engine.load().processor().num_image_tokens == 9
