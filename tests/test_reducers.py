@@ -46,7 +46,7 @@ def test_reduce_spec_parses_budget_and_options_and_rejects_the_rest():
     assert parse_reduce("none") is None and parse_reduce(None) is None
     assert parse_reduce("visionzip:64").option("contextual") == -1  # the reference's split rule
     for bad, msg in [("visionzip", "NAME:TOKENS"), ("pool:abc", "not a whole number"), ("pool:0", ">= 1"),
-                     ("fastv:8:depth=2", "no option 'depth'"), ("fastv:8:layer=x", "not a number")]:
+                     ("fastv:8:depth=2", "--reduce .fastv:8:depth=2.: reducer .fastv. has no option .depth."), ("fastv:8:layer=x", "not a number")]:
         with pytest.raises(ConfigError, match=msg):
             parse_reduce(bad)
 

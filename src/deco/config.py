@@ -219,7 +219,7 @@ class Config:
         make_projector_config(self.projector.name, self.projector.options)
         from deco.reducers.registry import parse_reduce
 
-        parse_reduce(self.eval.reduce)  # 'eval.reduce': a bad reducer name or budget fails here
+        parse_reduce(self.eval.reduce, "'eval.reduce'")  # a bad reducer name or budget fails here
         anyres = self.vision.anyres
         if anyres.enabled and get_options_class(self.projector.name).takes_video:
             raise ConfigError(

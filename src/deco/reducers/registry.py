@@ -97,8 +97,9 @@ def _number(text: str) -> int | float:
             raise ConfigError(f"reducer option value {text!r} is not a number") from None
 
 
-def parse_reduce(spec: str | ReduceSpec | None) -> ReduceSpec | None:
-    """`"visionzip:64"` or `"fastv:64:layer=3"` -> ReduceSpec; None/""/"none" -> None. Checks everything."""
+def parse_reduce(spec: str | ReduceSpec | None, key: str = "--reduce") -> ReduceSpec | None:
+    """`"visionzip:64"` or `"fastv:64:layer=3"` -> ReduceSpec; None/""/"none" -> None. Checks everything;
+    errors name `key` (the option or config key the spec came from)."""
     if spec is None or isinstance(spec, ReduceSpec):
         return spec
     text = str(spec).strip()
@@ -106,24 +107,24 @@ def parse_reduce(spec: str | ReduceSpec | None) -> ReduceSpec | None:
         return None
     parts = text.split(":")
     if len(parts) not in (2, 3):
-        raise ConfigError(f"--reduce {text!r} must look like NAME:TOKENS (e.g. visionzip:64) "
+        raise ConfigError(f"{key} {text!r} must look like NAME:TOKENS (e.g. visionzip:64) "
                           f"or NAME:TOKENS:key=value,...; names: {', '.join(_REDUCERS)}")
     name = parts[0].strip()
     entry = reducer_entry(name)
     try:
         budget = int(parts[1])
     except ValueError:
-        raise ConfigError(f"--reduce {text!r}: the token budget {parts[1]!r} is not a whole number") from None
+        raise ConfigError(f"{key} {text!r}: the token budget {parts[1]!r} is not a whole number") from None
     if budget < 1:
-        raise ConfigError(f"--reduce {text!r}: the token budget must be >= 1, got {budget}")
+        raise ConfigError(f"{key} {text!r}: the token budget must be >= 1, got {budget}")
     options: dict[str, Any] = {}
     for item in (parts[2].split(",") if len(parts) == 3 and parts[2] else []):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in entry.options:
+        option, sep, value = item.partition("=")
+        option = option.strip()
+        if not sep or option not in entry.options:
             valid = ", ".join(entry.options) or "(none)"
-            raise ConfigError(f"--reduce {text!r}: reducer '{name}' has no option {key!r}; valid options: {valid}")
-        options[key] = _number(value.strip())
+            raise ConfigError(f"{key} {text!r}: reducer '{name}' has no option {option!r}; valid options: {valid}")
+        options[option] = _number(value.strip())
     return ReduceSpec(name, budget, options)
 
 
