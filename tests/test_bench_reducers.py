@@ -31,7 +31,7 @@ def test_bare_names_expand_to_each_budget_and_bad_ones_fail():
 def test_reducer_rows_cost_less_with_fewer_tokens_and_fastv_splits_by_layer(rows):
     by_key, wb = rows
     none, r144, r64 = by_key["(none)"], by_key["random:144"], by_key["random:64"]
-    assert none["tokens_kept"] == 576
+    assert none["tokens_kept"] == 576 and r64["tokens_in"] == 576 and by_key["fastv:64"]["tokens_in"] == 576
     assert none["prefill_flops"]["total"] > r144["prefill_flops"]["total"] > r64["prefill_flops"]["total"]
     assert none["kv_cache_bytes"] > r144["kv_cache_bytes"] > r64["kv_cache_bytes"]
     # same kept count, same LLM input: visionzip's prefill LLM FLOPs equal random's

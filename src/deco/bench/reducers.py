@@ -59,7 +59,7 @@ def bench_reducers(wb: Workbench, base: Variant, specs: list[str], repeats: int,
         flops = count_flops(lambda m=model, b=batch, s=seen: prefill_and_decode(m, b, 0, seen=s), model)
         record: dict[str, Any] = {
             "key": spec, "reducer": reducer.name, "budget": reducer.budget, "stage": reducer.stage,
-            "tokens_in": model.num_image_tokens, "tokens_kept": reducer.budget,
+            "tokens_in": reducer.input_tokens, "tokens_kept": reducer.budget,
             "prefill_flops": flops, "kv_cache_bytes": seen.get("cache_bytes"), "measured_as_run": True,
         }
         if reducer.stage == "llm":

@@ -165,8 +165,10 @@ def _reducers_md(data: dict[str, Any]) -> list[str]:
     return ["## Training-free reducers on the mlp model", "",
             "Each reducer keeps its budget of the mlp model's visual tokens at inference (deco.reducers); ratios "
             "against the unreduced mlp prefill `(none)`, measured in the same interleaved rounds. TTFT = image "
-            "encoding + reduction + the LLM pass that gives the first token. Selection = the reducer's own time "
-            "(tower attention included) per image. Measured at the size's depth, never extrapolated. "
+            "encoding + reduction + the LLM pass that gives the first token. Prefill FLOPs include the reducer's own "
+            "(DivPrune's distances, VisPruner's similarity rounds, the recomputed tower attention of VisionZip and "
+            "VisPruner). Selection = the reducer's own time per image (for VisionZip/VisPruner also the tower "
+            "attention map it recomputes; the encoder pass itself is not counted). Measured at the size's depth, never extrapolated. "
             "† FastV masks the dropped tokens (same outputs as cutting them), so its FLOPs and KV bytes are "
             "computed from counted passes (layers < K at all tokens, layers ≥ K at the kept ones) and its TTFT "
             "is the masked run's, with eager attention: nothing saved by construction.", "",
