@@ -35,3 +35,24 @@ def test_reduce_a_finished_demo_compares_trained_and_reduced_at_equal_tokens(tmp
     md = (out / "reduced.md").read_text()
     assert "| mlp + visionzip:36 | no | vision | 36 |" in md and "| deco | yes | projector | 36 |" in md
     assert json.loads((out / "reduced.json").read_text())["seeds"] == [0]
+
+
+def test_trained_rows_from_another_demo_join_only_on_the_same_seeds_and_questions(tmp_path):
+    from deco.demo.core.reduced import _merge_trained
+
+    def results(seeds, projector, per_family=150):
+        return {"seeds": seeds, "test_questions_per_family": {"column": per_family},
+                "geometry": {"patch_grid": "12x12"}, "projectors": {projector: {"visual_tokens": 36}},
+                "runs": [{"projector": projector, "seed": s} for s in seeds], "relevance": [{"model": projector}]}
+
+    other = tmp_path / "q"
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps(results([0, 1], "qformer")))
+    merged = _merge_trained(results([0, 1], "mlp"), [other])
+    assert set(merged["projectors"]) == {"mlp", "qformer"} and len(merged["runs"]) == 4
+    assert [r["model"] for r in merged["relevance"]] == ["mlp", "qformer"]
+    with pytest.raises(ConfigError, match="seeds"):
+        _merge_trained(results([0, 1, 2], "mlp"), [other])
+    (other / "results.json").write_text(json.dumps(results([0, 1], "qformer", per_family=100)))
+    with pytest.raises(ConfigError, match="test_questions_per_family"):
+        _merge_trained(results([0, 1], "mlp"), [other])

@@ -55,6 +55,10 @@ def demo_command(
                                                   "(comma-separated: random,pool,divprune,visionzip,vispruner,fastv "
                                                   "or 'all'), beside the trained projectors; writes reduced.md.")
     ] = None,
+    trained_in: Annotated[
+        list[Path] | None, typer.Option("--trained-in", help="With --reduce: also list the trained projectors of this "
+                                                             "finished demo folder (same seeds and questions; repeatable).")
+    ] = None,
 ) -> None:
     """Train and compare the projectors on synthetic spatial questions, on this machine, with no downloads.
 
@@ -70,7 +74,8 @@ def demo_command(
         from deco.reducers.registry import reducer_names
 
         chosen = reducer_names() if reduce.strip() == "all" else [r.strip() for r in reduce.split(",") if r.strip()]
-        run_reduced(DemoOptions(out=out, cache_dir=cache_dir, config=config, seed=seed, seeds=seeds), chosen)
+        run_reduced(DemoOptions(out=out, cache_dir=cache_dir, config=config, seed=seed, seeds=seeds), chosen,
+                    trained_in=list(trained_in or []))
         return
     run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, video=video, long=long, seed=seed, seeds=seeds,
                          projectors=names, steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,

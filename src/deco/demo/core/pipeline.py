@@ -75,9 +75,11 @@ def resolve_settings(opts: DemoOptions) -> DemoSettings:
     return settings_from_dict(data, "demo settings + command line")
 
 
-def run_reduced(opts: DemoOptions, names: list[str], console: Console | None = None) -> dict[str, Any]:
+def run_reduced(opts: DemoOptions, names: list[str], console: Console | None = None,
+                trained_in: list[Path] | None = None) -> dict[str, Any]:
     """`deco demo --reduce`: reduce the finished demo's mlp models in --out (trains nothing); writes
-    reduced.json and reduced.md there."""
+    reduced.json and reduced.md there. `trained_in`: other finished demo folders (same seeds and questions)
+    whose trained projectors join the table."""
     from deco.demo.core.reduced import evaluate_reduced, markdown
 
     console = console or Console()
@@ -85,7 +87,8 @@ def run_reduced(opts: DemoOptions, names: list[str], console: Console | None = N
     if settings.kind != "image":
         raise ConfigError("--reduce compares token reducers on the image demo (a video's tokens are not a patch grid)")
     assets = _assets(settings, opts, console)
-    payload = evaluate_reduced(opts.out, names, settings, assets, log=lambda m: console.print(m, highlight=False))
+    payload = evaluate_reduced(opts.out, names, settings, assets, log=lambda m: console.print(m, highlight=False),
+                               trained_in=trained_in)
     report_json = opts.out / "reduced.json"
     report_json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     text = markdown(payload)

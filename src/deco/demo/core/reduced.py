@@ -46,8 +46,33 @@ def _kept_token_metrics(model: Any, reducer: Any, images: list[Path]) -> dict[st
     return {**redundancy(tokens), **coverage(maps), **spatial_fidelity(maps, grid, out_grid)}
 
 
+def _merge_trained(results: dict[str, Any], others: list[Path]) -> dict[str, Any]:
+    """Add the trained projectors of other finished demo folders run on the same seeds and questions
+    (e.g. the learned compressors run separately); the main folder's rows win."""
+    for folder in others:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise ConfigError(f"--trained-in {folder}: {path} is missing")
+        other = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("seeds", "test_questions_per_family", "geometry"):
+            mine, theirs = results.get(key), other.get(key)
+            if key == "geometry":
+                mine, theirs = (mine or {}).get("patch_grid"), (theirs or {}).get("patch_grid")
+            if mine != theirs:
+                raise ConfigError(f"--trained-in {folder}: its {key} ({theirs}) differs from the demo's ({mine}); "
+                                  "only runs on the same seeds and questions share the noise rule")
+        for name, row in other["projectors"].items():
+            results["projectors"].setdefault(name, row)
+        seen = {(r["projector"], r["seed"]) for r in results["runs"]}
+        results["runs"] += [r for r in other["runs"] if (r["projector"], r["seed"]) not in seen]
+        names = {r.get("model") for r in results.get("relevance") or []}
+        results["relevance"] = (results.get("relevance") or []) + [
+            r for r in other.get("relevance") or [] if r.get("model") not in names]
+    return results
+
+
 def evaluate_reduced(out: Path, names: list[str], settings: Any, assets: Any,
-                     log: Any = print) -> dict[str, Any]:
+                     log: Any = print, trained_in: list[Path] | None = None) -> dict[str, Any]:
     """Reduce each seed's mlp model in `out`/runs by each reducer; returns the comparison payload."""
     from deco.demo.core.evaluate import answer_all, load_test, score
     from deco.demo.core.notes import gap_and_noise
@@ -57,7 +82,7 @@ def evaluate_reduced(out: Path, names: list[str], settings: Any, assets: Any,
     results_file = out / "results.json"
     if not results_file.is_file():
         raise ConfigError(f"--reduce evaluates a finished demo: {results_file} is missing (run `deco demo` there first)")
-    results = json.loads(results_file.read_text(encoding="utf-8"))
+    results = _merge_trained(json.loads(results_file.read_text(encoding="utf-8")), list(trained_in or []))
     seeds = results["seeds"]
     h, w = settings.token_grid
     budget = h * w
