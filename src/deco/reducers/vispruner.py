@@ -12,7 +12,8 @@ def vispruner_indices(features: torch.Tensor, importance: torch.Tensor, budget: 
                       ) -> torch.Tensor:
     """features [I, N, D], importance [I, N] -> kept patch indices [I, budget], sorted.
 
-    Follows `LlavaMetaForCausalLM.encode_images` of Theia-4869/VisPruner (llava/model/llava_arch.py):
+    Follows `LlavaMetaForCausalLM.encode_images` of Theia-4869/VisPruner (llava/model/llava_arch.py; read in
+    its anonymous-4869/VisPruner copy):
     important = the int(budget * ratio) patches with the most attention; the others (in falling
     attention order) are thinned until the diverse share is left: split them into even and odd places,
     score each even token by its highest cosine similarity to an odd one, drop the r = min(8, excess)
