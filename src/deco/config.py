@@ -190,6 +190,9 @@ class EvalSection:
     # Test splits without answers: where the evaluation server's submission file goes (None: beside
     # the predictions).
     submission: str | None = None
+    # A training-free token reducer applied at inference, NAME:TOKENS per image (deco.reducers), e.g.
+    # "visionzip:64"; None: the model as trained.
+    reduce: str | None = None
 
 
 @dataclass
@@ -214,6 +217,9 @@ class Config:
         from deco.projectors.registry import get_options_class, make_projector_config
 
         make_projector_config(self.projector.name, self.projector.options)
+        from deco.reducers.registry import parse_reduce
+
+        parse_reduce(self.eval.reduce, "'eval.reduce'")  # a bad reducer name or budget fails here
         anyres = self.vision.anyres
         if anyres.enabled and get_options_class(self.projector.name).takes_video:
             raise ConfigError(

@@ -8,6 +8,7 @@ of its tokens' maps; special tokens (end of sequence) are left out of the words.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,12 +81,27 @@ def display_image(model: DecoModel, pixels: torch.Tensor) -> np.ndarray:
 def model_query_to_patch(
     model: DecoModel, pixels: torch.Tensor, route: str = "auto", chunk_size: int = 16
 ) -> QueryPatchMap:
-    """Query-to-Patch maps [I, M, N] for images [I, 3, S, S] through the model's vision tower."""
+    """Query-to-Patch maps [I, M, N] for images [I, 3, S, S] through the model's vision tower.
+
+    With a token reducer before the LLM (deco.reducers), M is the kept tokens: each kept token's weights
+    over the projector's tokens (one-hot for a selection, the merge weights otherwise) times the projector's
+    maps. An LLM-stage reducer (FastV) leaves the LLM's input, and so these maps, as they are.
+    """
     device = next(model.projector.parameters(), pixels).device
     with torch.no_grad():
         # Main layer [I, N, Dv] and, for a multi-level projector, the extra layers it reads.
         features, multi_level = model.vision_features(pixels.to(device))
-    return query_to_patch(model.projector, features, model.vision_tower.grid, route, chunk_size, multi_level)
+    q2p = query_to_patch(model.projector, features, model.vision_tower.grid, route, chunk_size, multi_level)
+    reducer = getattr(model, "reducer", None)
+    if reducer is None or reducer.stage == "llm":
+        return q2p
+    with torch.no_grad():
+        model.encode_images(pixels.to(device))  # the reducer records what it kept for these images
+    weights = reducer.last.maps(reducer.input_tokens).to(q2p.maps.device, q2p.maps.dtype)  # [I, K, M]
+    side = round(reducer.budget ** 0.5)
+    out_grid = (side, side) if reducer.name == "pool" else None
+    return dataclasses.replace(q2p, maps=weights @ q2p.maps, raw=weights @ q2p.raw.to(weights.dtype),
+                               out_grid=out_grid)
 
 
 def group_words(pieces: list[str], special: list[bool]) -> list[Word]:

@@ -69,6 +69,10 @@ class Engine:
 
                 try:
                     model = load_any_model(self.choice.path)
+                    if self.choice.reduce:
+                        from deco.reducers.apply import apply_reducer
+
+                        apply_reducer(model, self.choice.reduce)
                     self._style = prompt_style(model, self.choice.path)
                 except Exception as exc:  # corrupt weights raise anything; the page must keep serving
                     raise ModelLoadError(f"model '{self.choice.label}' failed to load from {self.choice.path}: "
@@ -79,7 +83,8 @@ class Engine:
     def describe(self) -> str:
         """One line: projector, visual tokens, prompt template."""
         model = self.load()
-        return (f"projector `{model.projector.name}`, {model.num_image_tokens} visual tokens per image, "
+        reduced = f" (reduced by `{self.choice.reduce}`)" if self.choice.reduce else ""
+        return (f"projector `{model.projector.name}`, {model.num_image_tokens} visual tokens per image{reduced}, "
                 f"prompts: {self._style.describe()}")
 
     def stream(self, image: Image.Image, question: str, history: list[tuple[str, str]],

@@ -24,6 +24,7 @@ class ModelChoice:
 
     label: str
     path: Path
+    reduce: str | None = None  # a training-free token reducer applied on load (deco.reducers), NAME:TOKENS
 
 
 def demo_models(demo_dir: str | Path = DEFAULT_DEMO_DIR) -> list[ModelChoice]:

@@ -67,6 +67,11 @@ def register(app: typer.Typer) -> None:
         optimizer: Annotated[str, typer.Option(help="train.optimizer: auto, fused, foreach or for_loop.")] = "auto",
         workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: deco train's auto rule).")] = None,
         compile: Annotated[bool, typer.Option(help="train.compile: torch.compile the LLM and projectors.")] = False,
+        reduce: Annotated[str | None, typer.Option(help="Training-free reducers on the mlp model, comma-separated: "
+                                                        "NAME (at each --tokens budget) or NAME:N, e.g. "
+                                                        "random,pool,visionzip,fastv:64. Rows beside the "
+                                                        "projectors: prefill FLOPs, time to first token, KV "
+                                                        "bytes, selection cost.")] = None,
     ) -> None:
         """Measure parameters, FLOPs, step times, memory, prefill/decode and KV cache for each projector."""
         from deco.bench.report import print_table, write_outputs
@@ -79,7 +84,7 @@ def register(app: typer.Typer) -> None:
             repeats=repeats, warmup=warmup, batch_size=batch_size, vision=vision, llm=llm,
             proxy_layers=proxy_layers, peer=peer, peer_repeats=peer_repeats, memory_budget_gib=memory_budget, threads=threads,
             notes=list(note or []), precision=precision, accum=accum, checkpointing=checkpointing,
-            optimizer=optimizer, workers=workers, compile=compile,
+            optimizer=optimizer, workers=workers, compile=compile, reduce=_names(reduce),
         )
         data = run_bench(opts, log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
         data["command"] = "deco " + " ".join(shlex.quote(a) for a in sys.argv[1:])

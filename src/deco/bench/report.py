@@ -141,6 +141,40 @@ def _rich(title: str, header: list[str], rows: list[list[str]], columns: tuple[i
     return table
 
 
+REDUCER_HEADER = ["reducer", "acts on", "tokens in → kept", "prefill GFLOP", "FLOPs ×", "TTFT ms", "TTFT ×",
+                  "KV bytes (batch)", "KV ×", "selection ms/image"]
+
+
+def _reducer_rows(data: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in data.get("reducers") or []:
+        sel = r["selection_s_per_image"]
+        flop_mark = "" if r["measured_as_run"] else " †"
+        rows.append([
+            r["key"], r["stage"] or "-", f"{r['tokens_in']} → {r['tokens_kept']}",
+            _g(r["prefill_flops"]["total"]) + flop_mark, _x(r["ratios"]["flops"]), _ms(r["time_to_first_token_s"]),
+            _x(r["ratios"]["time"]), _count(r["kv_cache_bytes"]) + flop_mark, _x(r["ratios"]["kv"]),
+            "-" if sel is None else f"{sel * 1e3:.2f}",
+        ])
+    return rows
+
+
+def _reducers_md(data: dict[str, Any]) -> list[str]:
+    if not data.get("reducers"):
+        return []
+    return ["## Training-free reducers on the mlp model", "",
+            "Each reducer keeps its budget of the mlp model's visual tokens at inference (deco.reducers); ratios "
+            "against the unreduced mlp prefill `(none)`, measured in the same interleaved rounds. TTFT = image "
+            "encoding + reduction + the LLM pass that gives the first token. Prefill FLOPs include the reducer's own "
+            "(DivPrune's distances, VisPruner's similarity rounds, the recomputed tower attention of VisionZip and "
+            "VisPruner). Selection = the reducer's own time per image (for VisionZip/VisPruner also the tower "
+            "attention map it recomputes; the encoder pass itself is not counted). Measured at the size's depth, never extrapolated. "
+            "† FastV masks the dropped tokens (same outputs as cutting them), so its FLOPs and KV bytes are "
+            "computed from counted passes (layers < K at all tokens, layers ≥ K at the kept ones) and its TTFT "
+            "is the masked run's, with eager attention: nothing saved by construction.", "",
+            _md_table(REDUCER_HEADER, _reducer_rows(data)), ""]
+
+
 def print_table(data: dict[str, Any], console: Any) -> None:
     """The headline figures as rich tables in the terminal (bench.md has every column)."""
     s = data["settings"]
@@ -156,6 +190,9 @@ def print_table(data: dict[str, Any], console: Any) -> None:
                         RATIO_HEADER, _ratio_rows(data, key), SHORT_RATIOS))
     if data["peer"]:
         console.print(peer_summary(data["peer"]))
+    if data.get("reducers"):
+        console.print(_rich("Training-free reducers on the mlp model (bench.md explains †)", REDUCER_HEADER,
+                            _reducer_rows(data), tuple(range(len(REDUCER_HEADER)))))
     if s.get("train_step"):
         console.print(f"training steps: {train_step_line(s['train_step'])}")
     if data.get("loader"):
@@ -273,6 +310,7 @@ def write_markdown(data: dict[str, Any], path: Path, plot_name: str | None) -> N
         out += ["Extrapolated:", "", _md_table(flop_header, _flop_rows(data, "extrapolated")), ""]
         out += _per_layer_md(data)
     out += _memory_md(data)
+    out += _reducers_md(data)
     if data["peer"]:
         out += ["## Peer: HF LlavaForConditionalGeneration", "", peer_summary(data["peer"]), "",
                 f"Weights: {data['peer']['weights']}.", ""]

@@ -66,6 +66,8 @@ class BenchOptions:
     workers: int | None = None
     compile: bool = False
     seed: int = 0
+    # Training-free reducers on the mlp model (deco.reducers): NAME (at every --tokens budget) or NAME:N.
+    reduce: list[str] | None = None
 
 
 def check_options(opts: BenchOptions) -> SizeSpec:
@@ -109,6 +111,11 @@ def check_options(opts: BenchOptions) -> SizeSpec:
     for t in opts.tokens or []:
         if t < 1:
             raise ConfigError(f"--tokens must be positive, got {t}")
+    if opts.reduce:
+        from deco.reducers.registry import parse_reduce
+
+        for name in opts.reduce:  # bad names and budgets fail before any model is built
+            parse_reduce(name if ":" in name else f"{name}:1")
     return with_overrides(
         spec, projectors=projectors, tokens=opts.tokens, repeats=opts.repeats, warmup=opts.warmup,
         batch_size=opts.batch_size, peer_repeats=opts.peer_repeats,
@@ -164,6 +171,13 @@ def _run(opts: BenchOptions, spec: SizeSpec, log: Callable[[str], None]) -> dict
     jobs = {key: _job(wb, v, clocks) for key, v in wb.variants.items()}
     samples = interleave(jobs, spec.repeats, spec.warmup, on_round=lambda r, n: log(f"  round {r}/{n}"))
     peer = _peer(wb, spec, log) if opts.peer else None
+    reducers = None
+    if opts.reduce:
+        from deco.bench.reducers import bench_reducers, reducer_specs
+
+        base = next(v for v in wb.variants.values() if v.projector == BASELINE)
+        specs = reducer_specs(opts.reduce, opts.tokens or spec.tokens)
+        reducers = bench_reducers(wb, base, specs, spec.repeats, spec.warmup, log)
     with tempfile.TemporaryDirectory(prefix="deco-bench-") as tmp:
         rig = wb.start_training(_recipe(opts, spec), Path(tmp))
         for stage in (1, 2):
@@ -197,6 +211,7 @@ def _run(opts: BenchOptions, spec: SizeSpec, log: Callable[[str], None]) -> dict
         "baseline": baseline["key"],
         "variants": variants,
         "peer": peer,
+        "reducers": reducers,
         "notes": list(opts.notes),
     }
     data["notes"] += standard_notes(data)

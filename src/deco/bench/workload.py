@@ -175,6 +175,10 @@ class Workbench:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": self.pixels,
                 "labels": labels}
 
+    def prompt_batch(self, model: DecoModel) -> dict[str, torch.Tensor]:
+        """The bench's prompt batch laid out for `model`'s placeholder count (a reduced model's too)."""
+        return self._prompt_batch(model)
+
     def _prompt_batch(self, model: DecoModel) -> dict[str, torch.Tensor]:
         ids = self._expand(model, self.tokenizer("<image>" + self.spec.prompt).input_ids)
         ids_t = torch.tensor([ids] * self.spec.batch_size, device=self.device)

@@ -49,6 +49,16 @@ def demo_command(
     ] = False,
     long: Annotated[bool, typer.Option("--long", help="With --video: one seed, 3x the default steps (about 8 "
                                                       "minutes on 2 cores; with --seeds 3 about 17).")] = False,
+    reduce: Annotated[
+        str | None, typer.Option("--reduce", help="Trains nothing: reduce the finished demo in --out, its mlp model cut "
+                                                  "to the compressors' token count by each training-free reducer "
+                                                  "(comma-separated: random,pool,divprune,visionzip,vispruner,fastv "
+                                                  "or 'all'), beside the trained projectors; writes reduced.md.")
+    ] = None,
+    trained_in: Annotated[
+        list[Path] | None, typer.Option("--trained-in", help="With --reduce: also list the trained projectors of this "
+                                                             "finished demo folder (same seeds and questions; repeatable).")
+    ] = None,
 ) -> None:
     """Train and compare the projectors on synthetic spatial questions, on this machine, with no downloads.
 
@@ -57,9 +67,16 @@ def demo_command(
     compressors at the same token count, and scores greedy answers on a held-out split. Writes results.json,
     results.md, plots and example images to --out.
     """
-    from deco.demo.core.pipeline import DemoOptions, run_demo
+    from deco.demo.core.pipeline import DemoOptions, run_demo, run_reduced
 
     names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
+    if reduce:
+        from deco.reducers.registry import reducer_names
+
+        chosen = reducer_names() if reduce.strip() == "all" else [r.strip() for r in reduce.split(",") if r.strip()]
+        run_reduced(DemoOptions(out=out, cache_dir=cache_dir, config=config, seed=seed, seeds=seeds), chosen,
+                    trained_in=list(trained_in or []))
+        return
     run_demo(DemoOptions(quick=quick, paper_geometry=paper_geometry, video=video, long=long, seed=seed, seeds=seeds,
                          projectors=names, steps=steps, out=out, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
                          config=config, keep_checkpoints=keep_checkpoints, sweep=sweep,

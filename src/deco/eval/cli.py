@@ -9,9 +9,13 @@ from typing import Annotated
 
 import typer
 
+from deco.reducers.registry import REDUCE_HELP
+
 _BENCHMARKS = "vqav2, textvqa, vizwiz, gqa, pope, mme, mmbench, scienceqa, seed"
 _SUBMISSION_HELP = ("Test splits without answers (vqav2, textvqa, vizwiz, mmbench): write the server's submission "
                     "file here (default: beside the predictions, NAME.submission.json; .tsv or .xlsx for mmbench).")
+
+_REDUCE_HELP = REDUCE_HELP.replace("Default: none.", "Default: eval.reduce, none.")
 
 
 def register(app: typer.Typer) -> None:
@@ -61,6 +65,7 @@ def register(app: typer.Typer) -> None:
         submission: Annotated[Path | None, typer.Option(help=_SUBMISSION_HELP)] = None,
         allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin/.pt) weights in the "
                                                    "model folder. Only for files you trust.")] = False,
+        reduce: Annotated[str | None, typer.Option(help=_REDUCE_HELP)] = None,
     ) -> None:
         """Answer a benchmark's questions with greedy decoding, write one JSON line each, then score.
 
@@ -84,6 +89,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size or defaults.batch_size, max_new_tokens=max_new_tokens or defaults.max_new_tokens,
             template=template or defaults.template, limit=limit, ocr=defaults.ocr if ocr is None else ocr,
             submission=submission or (Path(defaults.submission) if defaults.submission else None),
+            reduce=reduce or defaults.reduce,
         )
         summary = run_eval(resolve_model_dir(model), settings, device=device, log=typer.echo,
                            allow_pickle=allow_pickle)

@@ -87,15 +87,21 @@ def _parse(raw: bytes, path: Path, n: int) -> dict[str, Any]:
     return obj
 
 
+OPTIONAL_RUN_KEYS = ("reduce",)
+
+
 def _check_run(obj: Mapping[str, Any], run: Mapping[str, Any], path: Path, n: int) -> None:
     missing = [k for k in RUN_KEYS if k not in obj]
     if missing:
         raise DataError(f"{path} line {n} has no {', '.join(missing)}: it was not written by `deco eval`, so it "
                         "cannot be resumed; pass another --out")
-    differ = [k for k in run if obj.get(k) != run[k]]  # extra keys (TextVQA's `ocr`) are compared too
+    # extra keys (TextVQA's `ocr`) are compared too; `reduce` also when only the file has it (a reduced
+    # file must not resume an unreduced run)
+    keys = [*run, *(k for k in OPTIONAL_RUN_KEYS if k in obj and k not in run)]
+    differ = [k for k in keys if obj.get(k) != run.get(k)]
     if differ:
         was = ", ".join(f"{k}={obj.get(k)!r}" for k in differ)
-        now = ", ".join(f"{k}={run[k]!r}" for k in differ)
+        now = ", ".join(f"{k}={run.get(k)!r}" for k in differ)
         model = f" (model {obj.get('model')})" if "model_id" in differ else ""
         raise DataError(f"{path} line {n} belongs to another run: {was}{model}; this run has {now}. "
                         "Pass another --out, or delete the file to start over")

@@ -50,9 +50,14 @@ class EvalSettings:
     limit: int | None = None
     ocr: bool = True  # TextVQA: the "Reference OCR token:" line, as LLaVA-1.5 reports its numbers
     submission: Path | None = None  # test splits: where the submission file goes (default beside `out`)
+    reduce: str | None = None  # a training-free token reducer, NAME:TOKENS (deco.reducers)
 
     def __post_init__(self) -> None:
         get_benchmark(self.benchmark)  # an unknown name fails here, with a suggestion
+        from deco.reducers.registry import parse_reduce
+
+        spec = parse_reduce(self.reduce)  # a bad --reduce fails before the model loads
+        self.reduce = None if spec is None else str(spec)
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -120,6 +125,11 @@ def _run_eval(model: DecoModel | str | Path, s: EvalSettings, device: str | None
         model = load_model(model_path, allow_pickle=allow_pickle)
     run = {"benchmark": s.benchmark, "model_id": model_fingerprint(model.projector, model.config),
            "template": s.template, "max_new_tokens": s.max_new_tokens}
+    if s.reduce is not None:
+        from deco.reducers.apply import apply_reducer
+
+        apply_reducer(model, s.reduce)
+        run["reduce"] = s.reduce  # a file of another reducer (or none) must not be resumed
     if s.benchmark == "textvqa":
         run["ocr"] = s.ocr  # other prompts: a file of the other setting must not be resumed
     answered = read_answered(s.out, run, {q.qid for q in all_samples}, log)
@@ -132,6 +142,7 @@ def _run_eval(model: DecoModel | str | Path, s: EvalSettings, device: str | None
         "benchmark": s.benchmark, "model": model_path, "model_id": run["model_id"], "template": s.template,
         "predictions": str(s.out), "questions": len(samples), "answered_before": len(samples) - len(pending),
         "answered_now": len(pending), "notes": notes, "device": str(gen.device), **timing,
+        "reduce": s.reduce,
     }
     summary["has_answers"] = has_answers(all_samples)
     try:

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from deco.reducers.registry import REDUCE_HELP
+
 
 class ExportFormat(str, Enum):
     """Folder layouts `deco export` writes."""
@@ -85,8 +87,12 @@ def chat_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if present).")] = "auto",
     dtype: Annotated[str | None, typer.Option("--dtype", help=DTYPE_HELP)] = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help=PICKLE_HELP)] = False,
+    reduce: Annotated[str | None, typer.Option("--reduce", help=REDUCE_HELP)] = None,
 ) -> None:
     """Chat with a model about an image: an interactive terminal, or one answer with --prompt."""
+    from deco.reducers.registry import parse_reduce
+
+    reduce_spec = parse_reduce(reduce)  # a bad --reduce fails before the model loads
     import torch
 
     from deco.interop.chat import ChatSession, GenerationOptions, run_interactive
@@ -98,6 +104,10 @@ def chat_command(
         loaded = load_any_model(model, allow_pickle=allow_pickle, dtype=dtype)
     target = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     loaded.to(target)
+    if reduce_spec is not None:
+        from deco.reducers.apply import apply_reducer
+
+        apply_reducer(loaded, reduce_spec)
     style = prompt_style(loaded, model, template)
     session = ChatSession(loaded, style, options, system)
     session.set_image(image)

@@ -73,6 +73,8 @@ class DecoModel(nn.Module):
         # M for the tower's grid, known before anything runs (the data pipeline needs it).
         self.num_image_tokens = projector.num_tokens(grid)
         self.anyres: AnyRes | None = None
+        # A training-free token reducer (deco.reducers.apply_reducer sets it and M to its budget).
+        self.reducer: Any = None
         self.multi_level_layers = self._check_multi_level(multi_level_layers)
 
     def _check_multi_level(self, layers: Sequence[int] | None) -> list[int] | None:
@@ -140,6 +142,9 @@ class DecoModel(nn.Module):
             pixel_values = pixel_values.flatten(0, 1)  # [V*F, 3, S, S]: frames are encoded one by one
             grid = (n_frames, *grid)
         grad = any(p.requires_grad for p in self.vision_tower.parameters())
+        if self.reducer is not None and not videos:
+            tokens = self.reducer.encode(self, pixel_values)  # [I, K, Dl]
+            return tokens.to(self.llm.get_input_embeddings().weight.dtype)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             features, multi_level = self.vision_features(pixel_values)  # [I, N, Dv], [I, N, L*Dv] or None
         if videos:
@@ -186,6 +191,8 @@ class DecoModel(nn.Module):
     ) -> torch.Tensor:
         """Token embeddings with image placeholder slots filled by projector outputs: [B, T, Dl]."""
         is_image = input_ids == self.image_token_id  # [B, T]
+        if self.reducer is not None:
+            self.reducer.prepare_llm(is_image)  # an LLM-stage reducer (FastV) needs the image positions
         safe_ids = input_ids.masked_fill(is_image, 0)  # placeholder ids may lie outside the vocab
         embeds = self.llm.get_input_embeddings()(safe_ids)
         n_slots = int(is_image.sum())

@@ -75,6 +75,28 @@ def resolve_settings(opts: DemoOptions) -> DemoSettings:
     return settings_from_dict(data, "demo settings + command line")
 
 
+def run_reduced(opts: DemoOptions, names: list[str], console: Console | None = None,
+                trained_in: list[Path] | None = None) -> dict[str, Any]:
+    """`deco demo --reduce`: reduce the finished demo's mlp models in --out (trains nothing); writes
+    reduced.json and reduced.md there. `trained_in`: other finished demo folders (same seeds and questions)
+    whose trained projectors join the table."""
+    from deco.demo.core.reduced import evaluate_reduced, markdown
+
+    console = console or Console()
+    settings = resolve_settings(opts)
+    if settings.kind != "image":
+        raise ConfigError("--reduce compares token reducers on the image demo (a video's tokens are not a patch grid)")
+    assets = _assets(settings, opts, console)
+    payload = evaluate_reduced(opts.out, names, settings, assets, log=lambda m: console.print(m, highlight=False),
+                               trained_in=trained_in)
+    report_json = opts.out / "reduced.json"
+    report_json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    text = markdown(payload)
+    (opts.out / "reduced.md").write_text(text, encoding="utf-8")
+    console.print(text, markup=False)
+    return payload
+
+
 def _prepare_out(out: Path) -> Path:
     """Create the output folder; an earlier demo's runs there are replaced, anything else is refused."""
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():

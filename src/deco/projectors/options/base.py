@@ -28,6 +28,9 @@ class ProjectorConfig:
     # The encoder hidden-state indices the reference implementation concatenates (the default of
     # `vision.multi_level_layers`); None when there is no reference choice.
     reference_layers: ClassVar[tuple[int, ...] | None] = None
+    # Maps each patch on its own (LLaVA's linear/MLP): a subset of patches projects to the same tokens as
+    # projecting first and selecting after, so token reducers that choose patches may act before it.
+    tokenwise: ClassVar[bool] = False
 
     def validate(self) -> None:
         """Raise ConfigError for impossible values (checked once, when the projector is built)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from deco.projectors.options.base import ProjectorConfig, check_activation, require_positive
 
@@ -10,6 +11,8 @@ from deco.projectors.options.base import ProjectorConfig, check_activation, requ
 @dataclass
 class MLPConfig(ProjectorConfig):
     """LLaVA-1.5 default: two linear layers with GELU between (mlp2x_gelu)."""
+
+    tokenwise: ClassVar[bool] = True
 
     depth: int = 2
     activation: str = "gelu"
@@ -22,3 +25,5 @@ class MLPConfig(ProjectorConfig):
 @dataclass
 class LinearConfig(ProjectorConfig):
     """LLaVA v1: a single linear map, no options."""
+
+    tokenwise: ClassVar[bool] = True
