@@ -19,21 +19,13 @@ import torch
 
 from deco.errors import ConfigError
 from deco.model.anyres import token_grid_of
+from deco.reducers.cues import Cues
 from deco.reducers.registry import ReduceSpec
 
 if TYPE_CHECKING:
     from deco.model.multimodal import DecoModel
 
 Grid = tuple[int, int]
-
-
-@dataclass
-class Cues:
-    """What attention-based reducers read from the vision tower (None for the others)."""
-
-    importance: torch.Tensor | None = None  # [I, N] attention each patch gets ([CLS] row, or mean over patches)
-    keys: torch.Tensor | None = None  # [I, N, d] the feature layer's keys, heads averaged (VisionZip's metric)
-    seconds: float = 0.0  # time spent computing these beyond the encoder pass itself
 
 
 @dataclass

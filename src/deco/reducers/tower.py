@@ -21,7 +21,7 @@ from torch import nn
 
 from deco.errors import ConfigError
 from deco.model.vision import VisionTower
-from deco.reducers.base import Cues
+from deco.reducers.cues import Cues
 
 
 def _qk_tiny_vit(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
