@@ -33,13 +33,15 @@ def serve(page: Any, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: f
     """Queue the page's events and start its server; `block=False` returns once it is listening."""
     if host not in LOOPBACK:
         log.warning("serving on %s: anyone who can reach this machine can use the page and its models", host)
-    from deco.app.page import CSS
+    from deco.app.page import CSS, upload_guard
 
     page.queue(default_concurrency_limit=1, max_size=64)
-    # Gradio refuses larger uploads before they reach the disk; the page's own check (max_upload_mb) gives
-    # the clearer message for files between the two limits.
+    # One limit everywhere: the page's label, the browser-side guard (which shows the server's message in the
+    # status line before anything is sent) and Gradio's refusal of larger files all use max_upload_mb, in
+    # decimal megabytes as inputs.check_upload counts them.
     return page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-                       max_file_size=f"{int(max_upload_mb * 2)}mb", show_error=True, css=CSS)
+                       max_file_size=int(max_upload_mb * 1e6), show_error=True, css=CSS,
+                       js=upload_guard(max_upload_mb))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
