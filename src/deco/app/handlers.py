@@ -106,7 +106,8 @@ class Controller:
         a, b = self.defaults()
         labels = self.labels()
         keep_a = value_a if value_a in labels else a
-        keep_b = value_b if value_b in [NONE, *labels] else b
+        # '(none)' beside a model is a choice; beside no model it only meant there was nothing to offer.
+        keep_b = value_b if value_b in labels or (value_b == NONE and value_a in labels) else b
         return gr.update(choices=labels, value=keep_a), gr.update(choices=[NONE, *labels], value=keep_b)
 
     def page_state(self, value_a: str | None, value_b: str | None) -> tuple[Any, ...]:
