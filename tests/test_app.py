@@ -111,7 +111,7 @@ def test_ask_streams_then_analysis_matches_deco_analysis(controller, saved_tiny_
     assert "Query-to-Patch route: exact" in result[4]
     assert "within_mean_cos" in result[8]
     if analysis.explanation.words:
-        overlay = np.asarray(controller.show_word(analysis, None, "0", "A", 0.65, False)[0])
+        overlay = np.asarray(controller.show_word("A", analysis, None, "0", 0.65, False)[0])
         assert overlay.shape == (336 + 58, 336, 3) and overlay.std() > 5
     token_map, grid = controller.show_token(analysis, 7, 0.65)
     assert np.asarray(token_map).std() > 5 and grid is not None

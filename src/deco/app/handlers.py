@@ -254,7 +254,7 @@ class Controller:
 
     # ---- looking at the maps (no model call) ----------------------------------------------------
     @staticmethod
-    def show_word(analysis_a: Analysis | None, analysis_b: Analysis | None, value: str | None, slot: str,
+    def show_word(slot: str, analysis_a: Analysis | None, analysis_b: Analysis | None, value: str | None,
                   alpha: float, shared: bool) -> tuple[Any, Any, Any, Any]:
         """A word clicked in one panel: its Text-to-Patch map there and, for the same word in the other
         model's answer, that model's map too (word maps A and B, word choices A and B)."""

@@ -202,7 +202,7 @@ def _wire(controller: Controller, page: gr.Blocks, panels: dict[str, Panel], ui:
         # `change` also follows the server's lists (page load, a finished run); each change loads once.
         dropdown.change(select, [dropdown, ui.conversations], outputs, **queued)
         loaded.then(select, [dropdown, ui.conversations], outputs, **queued)
-        p.words.input(partial(controller.show_word, slot=slot),
+        p.words.input(partial(controller.show_word, slot),
                       [panels["A"].analysis, panels["B"].analysis, p.words, ui.opacity, ui.shared],
                       [panels["A"].word_map, panels["B"].word_map, panels["A"].words, panels["B"].words])
         # A click on the grid moves the slider; any change of the slider redraws the token's map.

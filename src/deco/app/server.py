@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def build_app(models: list[str] | None = None, demo_dir: str | Path = DEFAULT_DEMO_DIR,
-              max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
-    """The Gradio Blocks for --model paths (at most two), else for the models `deco demo` left in demo_dir."""
+              max_upload_mb: float = MAX_UPLOAD_MB, run: Any = None) -> Any:
+    """The Gradio Blocks for --model paths (at most two), else for the models `deco demo` left in demo_dir
+    (`run`: the server's training run, a deco.app.training.DemoRun; tests pass one with a fake runner)."""
     # Gradio reports usage and checks for new versions over the network unless told not to.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from deco.app.handlers import Controller
@@ -25,7 +26,7 @@ def build_app(models: list[str] | None = None, demo_dir: str | Path = DEFAULT_DE
 
     demo_dir = Path(demo_dir)
     choices = explicit_models(models) if models else demo_models(demo_dir)
-    return build_page(Controller(choices, demo_dir, bool(models), max_upload_mb))
+    return build_page(Controller(choices, demo_dir, bool(models), max_upload_mb, run))
 
 
 def serve(page: Any, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = MAX_UPLOAD_MB,
