@@ -22,7 +22,7 @@ from deco.app.scenes import SCENES, scene_folder
 MODEL_GROUP = "model"
 # Errors stand out; the demo's 48-pixel scenes are shown large with their pixels kept sharp.
 CSS = """
-#status strong { color: #b00020; }
+#status strong, #upload-guard strong { color: #b00020; }
 #run-box strong.run-title { color: inherit; }
 #run-bar { width: 60%; height: 1em; }
 .deco-word label { cursor: pointer; }
@@ -45,14 +45,20 @@ _GUARD = """
     const input = event.target;
     if (!(input instanceof HTMLInputElement) || input.type !== 'file' || !input.closest('#upload')) return;
     const file = input.files && input.files[0];
+    // Our own node inside the status line: Gradio keeps drawing its messages beside it.
+    let note = document.querySelector('#upload-guard');
+    if (note) note.remove();
     if (!file || file.size <= limit * 1e6) return;
     event.stopImmediatePropagation();
     input.value = '';
     const status = document.querySelector('#status');
     if (status) {
+      note = document.createElement('div');
+      note.id = 'upload-guard';
+      note.innerHTML = '<strong>Error:</strong> ';
       const mb = (file.size / 1e6).toFixed(1);
-      status.innerHTML = '<strong>Error:</strong> ';
-      status.appendChild(document.createTextNode(`'${file.name}' is ${mb} MB; uploads up to ${limit} MB are accepted`));
+      note.appendChild(document.createTextNode(`'${file.name}' is ${mb} MB; uploads up to ${limit} MB are accepted`));
+      status.appendChild(note);
     }
   }, true);
 }
