@@ -8,9 +8,10 @@ from pathlib import Path
 from deco.app.eta import clock_text, describe, read_history
 from deco.app.training import RunView
 
-# Measured with `deco app`'s Train button on the 2-core AMD EPYC VM under load (issue 28): the page says
-# these until this machine has a run of its own in the demo folder's results.json.
-REFERENCE = "19 min with the dataset, encoder and LM cached, about 30 min cold, on a loaded 2-core VM"
+# Measured on the 2-core AMD EPYC VM this was built on (benchmarks/app/acceptance-*-2026-12-06.json and
+# issue 28): with the assets cached 3.6 min at load average 4-6, 19 min under heavier load; cold about
+# 30 min before the encoder was built in parallel. The page says this until the demo folder holds a run.
+REFERENCE = "3.6 to 19 min with cached assets on a 2-core VM, depending on load; more the first time"
 
 
 def train_label(demo_dir: str | Path) -> str:
