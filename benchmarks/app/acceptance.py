@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="demo folder the run writes (emptied first)")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--every", type=float, default=15.0)
+    parser.add_argument("--keep-history", action="store_true",
+                        help="keep --out's results.json from an earlier run: the estimate then knows every phase")
     args = parser.parse_args()
 
     import shutil
@@ -51,7 +53,9 @@ def main() -> None:
     from deco.app.sources import demo_models
     from deco.train.runinfo import cpu_model
 
-    shutil.rmtree(args.out, ignore_errors=True)
+    # The page offers Train only when the folder holds no models: the earlier run's models go, its results.json
+    # (the times the estimate learns from) stays with --keep-history.
+    shutil.rmtree(args.out / "runs" if args.keep_history else args.out, ignore_errors=True)
     controller = Controller(demo_models(args.out), args.out, False)
     page = build_page(controller)
     port = free_port()
@@ -62,7 +66,7 @@ def main() -> None:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1400"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
-    record: dict = {"machine": cpu_model(), "cores": os.cpu_count(), "load_at_start": os.getloadavg(), "samples": []}
+    record: dict = {"history": args.keep_history and (args.out / "results.json").is_file(), "machine": cpu_model(), "cores": os.cpu_count(), "load_at_start": os.getloadavg(), "samples": []}
     try:
         driver.get(url)
         time.sleep(5)

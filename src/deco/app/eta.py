@@ -9,12 +9,14 @@ and without one it is left out and the estimate says so ("at least").
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ASSET_STAGES = ("encoder", "lm")  # built side by side (deco.demo.core.cache), so the slower one counts
 JOB_PHASES = ("stage 1", "stage 2", "evaluating")
+TIMINGS = "app-timings.json"  # what `deco app` measured of the last run in a demo folder (training.py writes it)
 
 
 @dataclass
@@ -53,9 +55,12 @@ def read_history(demo_dir: str | Path) -> History:
                            "evaluating": max(r["eval_seconds"] for r in runs)}
         history.job_s = max(r["job_seconds"] for r in runs)
         history.report_s = max(0.0, history.total_s - float(wall["assets"]) - history.job_s)
-        return history
     except (OSError, ValueError, KeyError, TypeError):
         return History()
+    # The report's time as the app measured it: the estimate above also holds the workers' start-up.
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        history.report_s = float(json.loads((Path(demo_dir) / TIMINGS).read_text(encoding="utf-8"))["report_s"])
+    return history
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deco.app.eta import Estimate, StepClock, read_history
+from deco.app.eta import TIMINGS, Estimate, StepClock, read_history
 from deco.errors import DecoError
 
 Observer = Callable[[str, int, int, str], None]
@@ -118,6 +118,7 @@ class DemoRun:
             with self._lock:
                 self._stage = StepClock(*self._steps(), history)
             self._runner(self.out, Console(file=self._sink, width=150), self._observe)
+            self._write_timings()
         except BaseException as exc:  # shown on the page; the server keeps serving
             error = str(exc) if isinstance(exc, DecoError) else f"{type(exc).__name__}: {exc}"
         with self._lock:
@@ -126,6 +127,17 @@ class DemoRun:
                                  error=f"the demo run failed: {error}" if error else None, seconds=seconds)
             self.finished += 1
             self._busy = False
+
+    def _write_timings(self) -> None:
+        """The report phase's seconds, measured here, for the next run's estimate (deco.app.eta.read_history)."""
+        import json
+
+        with self._lock:
+            report = self._stage.report_started
+            timings = {"total_s": round(self._now() - self._started, 1),
+                       "report_s": None if report is None else round(self._now() - report, 1)}
+        if timings["report_s"] is not None and self.out.is_dir():
+            (self.out / TIMINGS).write_text(json.dumps(timings), encoding="utf-8")
 
     def view(self) -> RunView:
         """The run as every tab sees it now."""
