@@ -8,10 +8,10 @@ from pathlib import Path
 from deco.app.eta import clock_text, describe, read_history
 from deco.app.training import RunView
 
-# Measured on the 2-core AMD EPYC VM this was built on (benchmarks/app/acceptance-*-2026-12-06.json and
-# issue 28): with the assets cached 3.6 min at load average 4-6, 19 min under heavier load; cold about
-# 30 min before the encoder was built in parallel. The page says this until the demo folder holds a run.
-REFERENCE = "3.6 to 19 min with cached assets on a 2-core VM, depending on load; more the first time"
+# Measured from this page on the 2-core AMD EPYC VM it was built on (benchmarks/app/acceptance-*-2026-12-06.json:
+# 217, 182, 149 and 95 s at load average 2-6, assets cached; issue 28 saw 19 min under heavier load). The
+# page says this until the demo folder holds a run of its own.
+REFERENCE = "1.6 to 3.6 min with cached assets on a 2-core VM at load 2-6, 19 min under heavy load; more cold"
 
 
 def train_label(demo_dir: str | Path) -> str:
