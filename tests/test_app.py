@@ -79,7 +79,8 @@ def controller(saved_tiny_model: Path, one_thread_module):
 
 
 def _ask(controller, conversations, image, question="cell of red"):
-    outputs = list(controller.ask(image, question, 0.0, 1.0, 6, conversations, [], []))
+    outputs = list(controller.ask(image, question, 0.0, 1.0, 6, conversations["A"]["model"],
+                                  conversations["B"]["model"], conversations, [], []))
     return outputs
 
 
@@ -110,9 +111,9 @@ def test_ask_streams_then_analysis_matches_deco_analysis(controller, saved_tiny_
     assert "Query-to-Patch route: exact" in result[4]
     assert "within_mean_cos" in result[8]
     if analysis.explanation.words:
-        overlay = np.asarray(controller.show_word(analysis, "0"))
-        assert overlay.shape == (336, 336, 3) and overlay.std() > 5
-    token_map, grid = controller.show_token(analysis, 7)
+        overlay = np.asarray(controller.show_word("A", analysis, None, "0", 0.65, False)[0])
+        assert overlay.shape == (336 + 58, 336, 3) and overlay.std() > 5
+    token_map, grid = controller.show_token(analysis, 7, 0.65)
     assert np.asarray(token_map).std() > 5 and grid is not None
     # deco's tokens are exact 2x2 averages on a 6x6 grid: token 7 (row 1, col 1) covers patches 2-3 x 2-3.
     heat = analysis.explanation.q2p.maps[0, 7].reshape(12, 12)
@@ -186,39 +187,35 @@ def test_concurrent_requests_reach_the_model_one_at_a_time(controller) -> None:
     assert overlaps == [1, 1, 1]
 
 
-def test_training_from_the_page_reports_progress_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import deco.demo.core.pipeline as pipeline
-    from deco.app import training
-    from deco.errors import ConfigError as Bad
+def test_training_from_the_page_reports_steps_and_errors(tmp_path: Path) -> None:
+    from deco.app.training import DemoRun
 
-    seen = []
+    seen, go = [], threading.Event()
 
-    def fake_run(opts, console=None):
-        seen.append(opts)
+    def fake_run(out, console, observe):
+        seen.append(out)
         console.print("stage 2 of deco")
-        time.sleep(0.3)
-        progress = opts.out / "runs" / "seed0" / "qformer" / "progress.json"
-        progress.parent.mkdir(parents=True)
-        progress.write_text('{"phase": "stage2", "done": 0}')
-        time.sleep(0.3)
+        observe("encoder", 1, 4, "")
+        go.wait(10)
+        observe("deco (seed 0)", 3, 10, "stage 2")
         return {}
 
-    monkeypatch.setattr(pipeline, "run_demo", fake_run)
-    monkeypatch.setattr(training, "QUICK_SECONDS", 1.2)
-    reports = list(training.train_quick_pair(tmp_path / "demo", poll_s=0.05))
-    assert seen[0].quick and seen[0].out == tmp_path / "demo"
-    assert reports[-1].done and reports[-1].error is None
-    fractions = [r.fraction for r in reports]
-    assert fractions == sorted(fractions) and 0 < fractions[-2] < 1
-    assert any("stage 2 of deco" in r.message for r in reports)
-    assert any("qformer: stage2" in r.message for r in reports)
+    run = DemoRun(tmp_path / "demo", runner=fake_run, steps=lambda: (2, 5))
+    assert run.view().state == "idle" and run.start()
+    time.sleep(0.2)
+    view = run.view()
+    assert view.state == "running" and view.steps == {"encoder": (1, 4, "")} and "stage 2 of deco" in view.line
+    assert not run.start(), "one run per server"
+    go.set()
+    assert run.wait(10)
+    assert seen == [tmp_path / "demo"] and run.view().state == "done" and run.finished == 1
 
-    def failing(opts, console=None):
-        raise Bad("--out x exists and is not a deco demo folder")
+    def failing(out, console, observe):
+        raise ConfigError("--out x exists and is not a deco demo folder")
 
-    monkeypatch.setattr(pipeline, "run_demo", failing)
-    last = list(training.train_quick_pair(tmp_path / "demo2", poll_s=0.05))[-1]
-    assert last.done and "not a deco demo folder" in last.error
+    run = DemoRun(tmp_path / "demo2", runner=failing, steps=lambda: (2, 5))
+    assert run.start() and run.wait(10)
+    assert run.view().state == "failed" and "not a deco demo folder" in run.view().error
 
 
 def test_page_builds_without_models_and_says_the_one_command(tmp_path: Path) -> None:
@@ -266,22 +263,32 @@ def test_learned_queries_get_an_index_picker_and_no_grid() -> None:
     assert len(empty_panels()) == 2 * len(out)  # both panels cleared for a new image
 
 
-def test_training_from_the_page_then_offers_the_new_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_run_belongs_to_the_server_every_tab_sees_it_and_its_models(tmp_path: Path) -> None:
     from deco.app import handlers
-    from deco.app.training import TrainingStatus
+    from deco.app.training import DemoRun
 
-    def fake_training(out):
-        yield TrainingStatus(0.5, "stage 2")
+    go = threading.Event()
+
+    def fake_run(out, console, observe):
+        go.wait(10)
         for projector in ("qformer", "deco"):
             _fake_final(Path(out), 0, projector)
-        yield TrainingStatus(1.0, "trained in 1 s", True)
 
-    monkeypatch.setattr(handlers, "train_quick_pair", fake_training)
-    controller = handlers.Controller([], tmp_path, False)
+    run = DemoRun(tmp_path, runner=fake_run, steps=lambda: (2, 5))
+    controller = handlers.Controller([], tmp_path, False, run=run)
     assert "deco demo --quick" in controller.intro()
-    steps = list(controller.train_demo(progress=lambda *a, **k: None))
-    assert steps[0][0] == "Training the quick demo pair: stage 2" and steps[0][4] == ""
-    message, model_a, model_b, train_box, _ = steps[-1]
-    assert message.startswith("Trained. 2 model(s) trained by `deco demo`")
+    assert controller.train_demo().startswith("Training started on the server")
+    # A second tab (or the same one after a reload) cannot start another run.
+    assert "already in progress" in controller.train_demo()
+    box, *_, seen = controller.watch(0, None, "(none)")
+    assert "Training the quick demo pair" in box and seen == 0
+    go.set()
+    assert run.wait(10)
+    box, model_a, model_b, intro, train_box, _, seen = controller.watch(0, None, "(none)")
+    assert "finished in" in box and seen == 1 and intro.startswith("2 model(s) trained by `deco demo`")
     assert model_a["value"] == "deco (demo)" and model_b["value"] == "qformer (demo)"
     assert model_b["choices"] == ["(none)", "deco (demo)", "qformer (demo)"] and train_box["visible"] is False
+    # A tab opened later (a fresh Controller view of the same folder) lists them on load.
+    fresh = handlers.Controller([], tmp_path, False)
+    model_a, model_b, intro, *_ = fresh.page_state(None, "(none)")
+    assert model_a["choices"] == ["deco (demo)", "qformer (demo)"] and "No models" not in intro

@@ -256,3 +256,32 @@ def test_summary_reports_mean_and_spread_over_seeds():
     assert stats["mean"] == pytest.approx(0.5) and stats["std"] == 0.0 and len(stats["values"]) == 3
     assert loss_at([[s, float(s)] for s in range(1, 21)], 10) == pytest.approx(5.5)
     assert loss_at([[1, 1.0]], 10) is None
+
+
+def test_cold_assets_build_the_encoder_alongside_the_dataset_and_lm_with_the_same_result(tmp_path):
+    """On a cold cache the encoder trains in a second process while the dataset and LM are built here; the
+    assets equal those built one after another, and each step's count reaches the caller."""
+    from safetensors.torch import load_file
+
+    from deco.demo.core.cache import prepare_assets
+
+    data = default_settings().to_dict()
+    data["scenes"].update(train_images=24, test_images=6, validation_images=4)
+    data["encoder"].update(pretrain_steps=3, pretrain_images=16, batch_size=4)
+    data["lm"].update(pretrain_steps=2, pretrain_batch_size=4, conversations_per_scene=1)
+    settings = settings_from_dict(data)
+    said, steps = [], []
+    together = prepare_assets(settings, tmp_path / "parallel", status=said.append,
+                              progress=lambda d, t: steps.append(("encoder", d, t)),
+                              lm_progress=lambda d, t: steps.append(("lm", d, t)))
+    assert any("second process" in m for m in said)
+    assert ("encoder", 3, 3) in steps and ("lm", 2, 2) in steps
+    apart = prepare_assets(settings, tmp_path / "sequential", parallel=False)
+    assert together.built == apart.built == ["dataset", "encoder", "language model"]
+    for a, b in ((together.encoder_dir, apart.encoder_dir), (together.lm_dir, apart.lm_dir)):
+        assert a.name == b.name
+        for weights in a.glob("*.safetensors"):
+            left, right = load_file(weights), load_file(b / weights.name)
+            assert all(left[k].equal(right[k]) for k in left)
+    timeless = [{k: v for k, v in r.items() if "second" not in k} for r in (together.encoder_report, apart.encoder_report)]
+    assert timeless[0] == timeless[1]

@@ -2,7 +2,8 @@
 
 Files, one job each: sources (which models: --model or `deco demo`'s), inputs (upload and question
 checks), engine (one model, one call at a time: answers and deco.analysis explanations), overlay and
-views (drawing the maps), training (the quick demo pair from the page), handlers (the callbacks),
+views (drawing the maps), training (the server's one demo run), eta (its time left from real step
+counts), runpanel (the run as every tab shows it), handlers (the callbacks),
 page (layout and wiring), server (build and launch), scenes (bundled demo images), cli (`deco app`).
 Gradio is optional (`pip install 'deco-vlm[app]'`); nothing here imports it until the app is built.
 """

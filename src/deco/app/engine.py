@@ -45,6 +45,7 @@ class Analysis:
     metrics: dict[str, float | None]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    label: str = ""  # the model's label on the page, for the maps' captions
 
 
 class Engine:
@@ -120,7 +121,9 @@ class Engine:
         if not answer.strip():
             raise DataError(f"model '{self.choice.label}' gave an empty answer: there is no word to explain")
         template = self._style.template or "vicuna_v1"
-        return self._run_locked(lambda: _analyse(model, image, question, answer, template)).result()
+        analysis = self._run_locked(lambda: _analyse(model, image, question, answer, template)).result()
+        analysis.label = self.choice.label
+        return analysis
 
     def _run_locked(self, fn: Callable[[], Any], pieces: queue.Queue[Any] | None = None) -> _Call:
         call = _Call()

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 DISPLAY = 336  # pixels per side on the page: the demo's 48 px scenes are tiny
 ALPHA = 0.65
+LEGEND = 58  # pixels under the map: caption, colour bar, its scale
 
 
 def _grey(image: np.ndarray, size: int) -> np.ndarray:
@@ -22,15 +23,36 @@ def _grey(image: np.ndarray, size: int) -> np.ndarray:
     return np.repeat(np.asarray(big, dtype=np.float32)[..., None] / 255.0, 3, axis=-1)
 
 
-def heat_overlay(image: np.ndarray, heat: np.ndarray, grid: tuple[int, int], size: int = DISPLAY) -> Image.Image:
-    """The map `heat` [N] (patches, row-major on `grid`) over the image, scaled to its own maximum."""
+def heat_overlay(image: np.ndarray, heat: np.ndarray, grid: tuple[int, int], size: int = DISPLAY,
+                 alpha: float = ALPHA, peak: float | None = None) -> Image.Image:
+    """The map `heat` [N] (patches, row-major on `grid`) over the image, scaled to `peak` (default: its own
+    maximum) with `alpha` of heat over the grey image."""
     values = np.asarray(heat, dtype=np.float32).reshape(grid)
-    peak = float(values.max())
-    scaled = values / peak if peak > 0 else values
+    top = float(values.max()) if peak is None else float(peak)
+    scaled = np.clip(values / top, 0.0, 1.0) if top > 0 else values
     cells = Image.fromarray((scaled * 255).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST)
     colours = colormaps["inferno"](np.asarray(cells, dtype=np.float32) / 255.0)[..., :3]
-    blended = (1 - ALPHA) * _grey(image, size) + ALPHA * colours
+    blended = (1 - alpha) * _grey(image, size) + alpha * colours
     return Image.fromarray((blended * 255).round().astype(np.uint8))
+
+
+def with_legend(picture: Image.Image, caption: str, peak: float, scale: str) -> Image.Image:
+    """The map with a legend under it: the caption (model, word or token, layers), the inferno colour bar
+    and its scale from 0 to `peak` (`scale` says whether that is this map's maximum or one shared)."""
+    width = picture.width
+    canvas = Image.new("RGB", (width, picture.height + LEGEND), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    top = picture.height
+    draw.text((4, top + 2), caption[:60], fill=(0, 0, 0))
+    ramp = colormaps["inferno"](np.linspace(0.0, 1.0, width - 8))[:, :3]
+    bar = Image.fromarray((np.repeat(ramp[None], 12, axis=0) * 255).astype(np.uint8))
+    canvas.paste(bar, (4, top + 18))
+    for x, text in ((4, "0"), (width // 2 - 12, f"{peak / 2:.3g}"), (width - 44, f"{peak:.3g}")):
+        draw.line([(max(4, x), top + 30), (max(4, x), top + 33)], fill=(0, 0, 0))
+        draw.text((x, top + 34), text, fill=(0, 0, 0))
+    draw.text((4, top + 46), f"relevance share per patch; scale: {scale}"[:60], fill=(80, 80, 80))
+    return canvas
 
 
 def token_grid(image: np.ndarray, out_grid: tuple[int, int], selected: int | None, size: int = DISPLAY) -> Image.Image:

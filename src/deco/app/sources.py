@@ -61,5 +61,5 @@ def no_models_message(demo_dir: str | Path) -> str:
     """What the page says when it has nothing to load: the one command that makes the demo models."""
     return (f"No models found: no --model was given and `{demo_dir}` holds no demo runs "
             f"(`runs/seed*/<projector>/stage2/final`). Make the DeCo and Q-Former pair with one command, "
-            f"`{DEMO_COMMAND}` (a few minutes on 2 CPU cores, no downloads), or press "
+            f"`{DEMO_COMMAND}` (no downloads; the button below says how long it takes), or press "
             f"**Train the quick demo pair** below.")

@@ -7,7 +7,7 @@ from typing import Any
 from PIL import Image
 
 from deco.app.engine import Analysis
-from deco.app.overlay import heat_overlay, token_grid
+from deco.app.overlay import ALPHA, heat_overlay, token_grid, with_legend
 
 # Metrics shown on the page, in order, with a short name each (deco.analysis.metrics computes them).
 METRICS = (
@@ -33,16 +33,38 @@ def word_choices(analysis: Analysis) -> list[tuple[str, str]]:
     return [(w.text, str(i)) for i, w in enumerate(analysis.explanation.words)]
 
 
-def word_overlay(analysis: Analysis, index: int) -> Image.Image:
-    """Text-to-Patch map of answer word `index` over the image the model saw."""
-    exp = analysis.explanation
-    return heat_overlay(exp.image, exp.word_t2p[index].float().cpu().numpy(), patch_grid(analysis))
+def find_word(analysis: Analysis, text: str) -> int | None:
+    """Index of the first answer word equal to `text` (ignoring case and punctuation), or None."""
+    def norm(word: str) -> str:
+        return word.strip().strip(".,;:!?\"'").lower()
+
+    target = norm(text)
+    return next((i for i, w in enumerate(analysis.explanation.words) if norm(w.text) == target), None)
 
 
-def token_overlay(analysis: Analysis, index: int) -> Image.Image:
-    """Query-to-Patch map of visual token `index` over the image the model saw."""
+def word_heat(analysis: Analysis, index: int) -> Any:
+    """The [N] Text-to-Patch map of answer word `index`."""
+    return analysis.explanation.word_t2p[index].float().cpu().numpy()
+
+
+def word_overlay(analysis: Analysis, index: int, alpha: float = ALPHA, peak: float | None = None) -> Image.Image:
+    """Text-to-Patch map of answer word `index` over the image the model saw, with its legend (scaled to
+    `peak` when both models share one scale, else to its own maximum)."""
     exp = analysis.explanation
-    return heat_overlay(exp.image, exp.q2p.maps[0, index].float().cpu().numpy(), patch_grid(analysis))
+    heat = word_heat(analysis, index)
+    top = float(heat.max()) if peak is None else peak
+    caption = f"{analysis.label} | word '{exp.words[index].text}' | all LLM layers -> {exp.q2p.route}"
+    picture = heat_overlay(exp.image, heat, patch_grid(analysis), alpha=alpha, peak=top)
+    return with_legend(picture, caption, top, "shared by both models" if peak is not None else "this map's max")
+
+
+def token_overlay(analysis: Analysis, index: int, alpha: float = ALPHA) -> Image.Image:
+    """Query-to-Patch map of visual token `index` over the image the model saw, with its legend."""
+    exp = analysis.explanation
+    heat = exp.q2p.maps[0, index].float().cpu().numpy()
+    caption = f"{analysis.label} | visual token {index} | projector ({exp.q2p.route})"
+    picture = heat_overlay(exp.image, heat, patch_grid(analysis), alpha=alpha)
+    return with_legend(picture, caption, float(heat.max()), "this map's max")
 
 
 def token_picker(analysis: Analysis, index: int | None) -> Image.Image | None:

@@ -109,25 +109,36 @@ def _prepare_out(out: Path) -> Path:
     return runs
 
 
-def _assets(settings: DemoSettings, opts: DemoOptions, console: Console) -> Assets:
+# A watcher of the run besides the console (the app's progress view): (stage, steps done, steps in all, phase),
+# called with the same counts the console's bars show.
+Observer = Callable[[str, int, int, str], None]
+
+
+def _ignore(stage: str, done: int, total: int, phase: str) -> None:
+    return None
+
+
+def _assets(settings: DemoSettings, opts: DemoOptions, console: Console, observe: Observer = _ignore) -> Assets:
     cache = opts.cache_dir or default_cache_dir()
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bars:
-        def bar(name: str, total: int) -> Callable[[int, int], None]:
+        def bar(name: str, total: int, stage: str) -> Callable[[int, int], None]:
             task = bars.add_task(name, total=total, start=False)
 
             def progress(done: int, total: int) -> None:
                 if done == 1:
                     bars.start_task(task)
                 bars.update(task, completed=done, total=total)
+                observe(stage, done, total, "")
 
             return progress
 
         text_lm = settings.kind == "image" and settings.lm.pretrain_steps > 0
         return prepare_assets(settings, cache, rebuild=opts.no_cache, status=lambda m: console.print(f"  {m}"),
-                              progress=bar("encoder pretraining", settings.encoder.pretrain_steps),
-                              lm_progress=bar("LM pretraining (text)", settings.lm.pretrain_steps) if text_lm else None)
+                              progress=bar("encoder pretraining", settings.encoder.pretrain_steps, "encoder"),
+                              lm_progress=bar("LM pretraining (text)", settings.lm.pretrain_steps, "lm") if text_lm
+                              else None)
 
 
 def geometry(settings: DemoSettings, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,8 +152,9 @@ def geometry(settings: DemoSettings, runs: list[dict[str, Any]]) -> dict[str, An
     return {**geo, "compressed_grid": f"{h}x{w} = {h * w}"}
 
 
-def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any]:
-    """Run the whole demo; returns the payload written to results.json."""
+def run_demo(opts: DemoOptions, console: Console | None = None, observe: Observer = _ignore) -> dict[str, Any]:
+    """Run the whole demo; returns the payload written to results.json. `observe` hears each step count (assets,
+    then every job's), and ("report", 0, 1, "") when only the report is left."""
     from deco.demo.core import notes, plots, report
     from deco.demo.core.evaluate import load_test
     from deco.demo.core.runner import projector_options
@@ -181,7 +193,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         f"Stage 1 {settings.train.stage1_steps} + stage 2 {settings.train.stage2_steps} steps of batch "
         f"{settings.train.batch_size}, equal for all; {workers} worker process(es)."
     )
-    assets = _assets(settings, opts, console)
+    assets = _assets(settings, opts, console, observe)
     asset_seconds = time.perf_counter() - start
     console.print(f"  assets ready in {asset_seconds:.0f} s ({'built: ' + ', '.join(assets.built) if assets.built else 'cached'})"
                   f" at {assets.data_dir.parent}")
@@ -189,7 +201,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> dict[str, Any
         return _run_sweep(settings, assets, opts, runs_dir, workers, start, console)
     if opts.ladder:
         return _run_ladder(settings, assets, opts, runs_dir, seeds, workers, start, console)
-    runs = run_jobs(settings, assets, demo_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints, console)
+    runs = run_jobs(settings, assets, demo_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints, console,
+                    observe)
+    observe("report", 0, 1, "")
     summary = report.summarize(runs, settings.eval.loss_steps)
     baseline = assets.data_summary["majority_baseline"]
     payload: dict[str, Any] = {

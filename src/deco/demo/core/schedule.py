@@ -13,6 +13,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,10 @@ def run_jobs(
     workers: int,
     keep_checkpoints: bool,
     console: Console,
+    observe: Callable[[str, int, int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every job (`demo_jobs` or `sweep_jobs`); returns their results in the specs' order."""
+    """Train and evaluate every job (`demo_jobs` or `sweep_jobs`); returns their results in the specs' order. `observe` hears
+    each job's (label, units done, units in all, phase) at every poll, as its bar shows them."""
     order = sorted(range(len(specs)), key=lambda i: -_COST.get(specs[i]["projector"], 1.5))
     s1, s2 = settings.train.stage1_steps, settings.train.stage2_steps
     assets_dict = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(assets).items()}
@@ -103,6 +106,8 @@ def run_jobs(
                     bars.start_task(tasks[i])
                     started.add(i)
                 bars.update(tasks[i], completed=done, phase=phase)
+                if observe is not None and i not in results:
+                    observe(specs[i]["label"], done, totals[i], phase)
             for future in finished:
                 i = futures[future]
                 try:
@@ -111,5 +116,7 @@ def run_jobs(
                     log = Path(jobs[i]["run_root"]) / "log.txt"
                     raise DecoError(f"demo job {specs[i]['label']} failed: {exc}; see {log}") from exc
                 bars.update(tasks[i], completed=totals[i], phase="done")
+                if observe is not None:
+                    observe(specs[i]["label"], totals[i], totals[i], "done")
                 bars.stop_task(tasks[i])
     return [results[i] for i in range(len(specs))]
