@@ -20,6 +20,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
 from test_app_browser import SHOTS, _status, _upload  # noqa: E402
 from test_app_browser import browser as _browser  # noqa: E402,F401 - the fixture, shared
 
