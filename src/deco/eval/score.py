@@ -12,19 +12,18 @@ predictions are paired with its questions as usual and written as the server's s
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deco.errors import ConfigError
 from deco.eval import gqa, mmbench, mme, pope, scienceqa, seed, vqa
 from deco.eval.annotations import Sample, has_answers
 from deco.eval.match import Matching, answers_of, apply_missing_policy, match_predictions
 from deco.eval.predictions import Prediction, read_predictions
 from deco.eval.submission import default_submission_path, submission_pairs, write_submission
+from deco.names import look_up
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,7 @@ def benchmark_names() -> list[str]:
 
 def get_benchmark(name: str) -> Benchmark:
     """Look up a benchmark by its exact name; an unknown name is a ConfigError with a suggestion."""
-    if name not in BENCHMARKS:
-        close = difflib.get_close_matches(str(name), BENCHMARKS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown benchmark '{name}'.{hint} Valid names: {', '.join(BENCHMARKS)}")
-    return BENCHMARKS[name]
+    return look_up(BENCHMARKS, name, "benchmark")
 
 
 def load_benchmark(name: str, data_path: str | Path) -> list[Sample]:

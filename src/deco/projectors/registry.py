@@ -8,12 +8,12 @@ importing torch (`make_projector_config`, `get_options_class`); building one imp
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deco.errors import ConfigError
+from deco.names import look_up
 from deco.projectors.options.base import ProjectorConfig
 
 if TYPE_CHECKING:
@@ -55,13 +55,7 @@ def projector_names() -> list[str]:
 
 
 def _entry(name: str) -> _Entry:
-    if name not in _PROJECTORS:
-        close = difflib.get_close_matches(str(name), _PROJECTORS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"unknown projector '{name}'.{hint} Valid names: {', '.join(_PROJECTORS)}"
-        )
-    return _PROJECTORS[name]
+    return look_up(_PROJECTORS, name, "projector")
 
 
 def get_options_class(name: str) -> type[ProjectorConfig]:

@@ -7,12 +7,12 @@ Torch-free on purpose: `--reduce visionzip:64` is checked (name, budget, options
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deco.errors import ConfigError
+from deco.names import look_up
 
 if TYPE_CHECKING:
     from deco.reducers.base import Reducer
@@ -58,11 +58,7 @@ def reducer_names() -> list[str]:
 
 def reducer_entry(name: str) -> _Entry:
     """The registry row of reducer `name` (exact name), or a ConfigError with a suggestion."""
-    if name not in _REDUCERS:
-        close = difflib.get_close_matches(str(name), _REDUCERS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown reducer '{name}'.{hint} Valid names: {', '.join(_REDUCERS)}")
-    return _REDUCERS[name]
+    return look_up(_REDUCERS, name, "reducer")
 
 
 @dataclass(frozen=True)
