@@ -31,6 +31,10 @@ def test_tiny_demo_end_to_end_writes_everything_and_learns_something(tmp_path):
     out = tmp_path / "out"
     opts = DemoOptions(projectors=["mlp", "deco"], out=out, cache_dir=tmp_path / "cache", workers=2, extra=TINY)
     payload = run_demo(opts, Console(file=open(tmp_path / "console.txt", "w"), width=160))  # noqa: SIM115
+    log = (tmp_path / "console.txt").read_text()
+    for job in ("mlp (seed", "deco (seed"):  # a file gets one line per finished job (no bars drawn at the end)
+        assert any(line.strip().startswith(job) and ": done (" in line for line in log.splitlines()), log
+    assert "ETA" not in log  # no progress bar dumped into the file
     for name in ("results.json", "results.md", "loss_curves.png", "accuracy_by_family.png", "learning_curves.png",
                  "examples/example_0.png", "examples/example_1.png", "answers.json",
                  "analysis/metrics.json", "analysis/metrics.md", "analysis/metrics.png"):

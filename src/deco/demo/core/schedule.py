@@ -13,6 +13,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -60,6 +61,12 @@ def _job_done(root: Path, s1: int, s2: int) -> tuple[int, str]:
     return done1 + done2 + (evaluated if phase == "eval" else 0), label
 
 
+def _log_stage(console: Console, label: str, before: str, now: str, began: float) -> None:
+    """One log line: the stage a job finished (or that it started), with the seconds since the jobs began."""
+    what = "done" if now == "done" else (f"{before} done, {now}" if before != "waiting" else f"started: {now}")
+    console.print(f"  {label}: {what} ({time.perf_counter() - began:.0f} s)", highlight=False, markup=False)
+
+
 def demo_jobs(settings: DemoSettings, seeds: list[int], runs_dir: Path) -> list[dict[str, Any]]:
     """The comparison's jobs: every projector at every seed, scored on the test split."""
     return [{"projector": p, "seed": s, "label": f"{p} (seed {s})", "run_root": str(runs_dir / f"seed{s}" / p)}
@@ -97,6 +104,8 @@ def run_jobs(
         tasks = {i: bars.add_task(specs[i]["label"], total=totals[i], phase="waiting", start=False) for i in order}
         futures: dict[Future, int] = {pool.submit(run_job, jobs[i]): i for i in order}
         started: set[int] = set()
+        # Without a terminal (a log file, CI) the bars are off: one line per job and finished stage instead.
+        plain, phases, began = not console.is_terminal, dict.fromkeys(order, "waiting"), time.perf_counter()
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -106,6 +115,9 @@ def run_jobs(
                     bars.start_task(tasks[i])
                     started.add(i)
                 bars.update(tasks[i], completed=done, phase=phase)
+                if plain and phase != phases[i] and i not in results:
+                    _log_stage(console, specs[i]["label"], phases[i], phase, began)
+                    phases[i] = phase
                 if observe is not None and i not in results:
                     observe(specs[i]["label"], done, totals[i], phase)
             for future in finished:
@@ -116,6 +128,8 @@ def run_jobs(
                     log = Path(jobs[i]["run_root"]) / "log.txt"
                     raise DecoError(f"demo job {specs[i]['label']} failed: {exc}; see {log}") from exc
                 bars.update(tasks[i], completed=totals[i], phase="done")
+                if plain:
+                    _log_stage(console, specs[i]["label"], phases[i], "done", began)
                 if observe is not None:
                     observe(specs[i]["label"], totals[i], totals[i], "done")
                 bars.stop_task(tasks[i])

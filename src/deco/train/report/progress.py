@@ -17,9 +17,10 @@ from rich.progress import (
 
 
 def progress_bars(label: str, fields: str, console: Console) -> Progress:
-    """deco's rich bars: label, bar, n/total, per-task `fields` text, elapsed, ETA (training and the demo)."""
+    """deco's rich bars: label, bar, n/total, per-task `fields` text, elapsed, ETA (training and the demo).
+    Off when the console is not a terminal: a bar in a log file is drawn once, at its end."""
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(fields), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, disable=not console.is_terminal)
 
 
 class Reporter:
