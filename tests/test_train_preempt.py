@@ -12,14 +12,13 @@ import sys
 import time
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from deco.config import load_config
 from deco.runlock import LOCK_NAME
 from deco.train import run_training
 from deco.train.report.metrics import read_metrics
 from deco.train.rundir.checkpoint import latest_checkpoint
+from trust_helpers import assert_resumed_like_reference
 
 # `deco train` that, when step STEP starts, touches FLAG and then takes 3 s longer (so a signal sent on
 # seeing the flag lands in the middle of that step).
@@ -88,13 +87,7 @@ def test_sigterm_mid_step_checkpoints_that_step_and_resume_is_bitwise(llava_data
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming at step 3" in done.stderr
-    got, want = read_metrics(run / "metrics.jsonl"), read_metrics(reference / "metrics.jsonl")
-    assert [r["step"] for r in got] == list(range(1, 7))
-    assert [r["loss"] for r in got] == [r["loss"] for r in want]  # bit for bit
-    assert [r["grad_norm"] for r in got] == [r["grad_norm"] for r in want]
-    a = load_file(str(run / "checkpoint-6" / "trainable.safetensors"))
-    b = load_file(str(reference / "checkpoint-6" / "trainable.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert_resumed_like_reference(run, reference)  # bit for bit
 
 
 def test_a_second_sigint_stops_at_once_and_the_last_checkpoint_stays(llava_data, tmp_path):

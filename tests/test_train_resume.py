@@ -10,13 +10,12 @@ import sys
 import time
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from deco.config import load_config
 from deco.train import run_training
 from deco.train.report.metrics import read_metrics
 from deco.train.rundir.checkpoint import latest_checkpoint
+from trust_helpers import assert_resumed_like_reference
 
 # Runs `deco train` with one change: when it writes checkpoint-PAUSE_STEP's optimizer file (the
 # checkpoint is then half-written, in its temp folder), it touches FLAG and sleeps until killed.
@@ -106,11 +105,5 @@ def test_sigkill_during_a_checkpoint_save_then_resume_gives_identical_losses(lla
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming at step 2" in done.stderr
 
-    got, want = read_metrics(run / "metrics.jsonl"), read_metrics(reference / "metrics.jsonl")
-    assert [r["step"] for r in got] == list(range(1, 7))
-    assert [r["loss"] for r in got] == [r["loss"] for r in want]  # bit for bit
-    assert [r["grad_norm"] for r in got] == [r["grad_norm"] for r in want]
-    a = load_file(str(run / "checkpoint-6" / "trainable.safetensors"))
-    b = load_file(str(reference / "checkpoint-6" / "trainable.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert_resumed_like_reference(run, reference)  # bit for bit
     assert not list(run.glob(".tmp-*"))  # the stale temp folder was cleaned up

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deco.errors import DataError
-from deco.eval.textfile import read_utf8, text_lines
+from deco.eval.textfile import json_object_line, read_utf8, text_lines
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,7 @@ def _parse_lines(text: str, path: Path, benchmark: str) -> list[dict[str, Any]]:
     for n, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{benchmark}: {path} line {n} is not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{benchmark}: {path} line {n} is a {type(obj).__name__}, not a JSON object")
-        rows.append(obj)
+        rows.append(json_object_line(line, f"{benchmark}: {path} line {n}"))
     return rows
 
 

@@ -14,14 +14,13 @@ some benchmarks (MME in LLaVA's files) legitimately share an id between two ques
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deco.errors import DataError
-from deco.eval.textfile import read_utf8, text_lines
+from deco.eval.textfile import json_object_line, read_utf8, text_lines
 
 
 @dataclass(frozen=True)
@@ -51,12 +50,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
 
 def _parse_line(line: str, path: Path, n: int) -> Prediction:
     where = f"{path} line {n}"
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object, found a {type(obj).__name__}")
+    obj = json_object_line(line, where)
     qid = _one_of(obj, ("question_id", "id"), where, "id")
     if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid).strip() == "":
         raise DataError(f"{where}: the id must be a non-empty string or an integer, found {qid!r}")

@@ -4,7 +4,9 @@ predictions reader of `deco eval` and `deco score`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from deco.errors import DataError
 
@@ -26,3 +28,14 @@ def text_lines(text: str) -> list[str]:
     """The lines of a JSONL / TSV / text file: split on newlines only (JSON strings may hold U+2028,
     which str.splitlines would split on), a CR before each newline dropped."""
     return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def json_object_line(line: str, where: str) -> dict[str, Any]:
+    """One line of a JSON-lines file as a JSON object; `where` ('FILE line N') starts the message otherwise."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, found a {type(obj).__name__}")
+    return obj
