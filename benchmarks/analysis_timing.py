@@ -28,10 +28,10 @@ import torch
 from deco.analysis.compare import projector_metrics
 from deco.analysis.explanation import explain
 from deco.config import load_config
-from deco.demo.core.settings import default_settings
 from deco.demo.images.questions import conversation_questions
 from deco.demo.images.scenes import render, sample_scene
 from deco.demo.images.vocab import build_demo_tokenizer
+from deco.demo.kinds import default_settings
 from deco.model import build_model
 from deco.model.tiny_vit import TinyViTConfig, TinyViTTower
 from deco.train.report.runinfo import machine, versions

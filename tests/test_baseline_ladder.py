@@ -11,8 +11,8 @@ import torch
 
 from deco.config import load_config
 from deco.demo.core import ladder, sweep
-from deco.demo.core.pipeline import DemoOptions, resolve_settings
-from deco.demo.core.settings import load_settings, settings_from_dict
+from deco.demo.kinds import load_settings, settings_from_dict
+from deco.demo.pipeline import DemoOptions, resolve_settings
 from deco.errors import ConfigError
 from deco.projectors import build_projector
 from deco.projectors.pooling import grid_pool

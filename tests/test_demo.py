@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from deco.demo.core.pipeline import DemoOptions, run_demo
+from deco.demo.pipeline import DemoOptions, run_demo
 
 # One object per image and a high learning rate: within 80 tiny steps the model learns which kind of
 # answer each question wants, which no untrained model does.
@@ -107,9 +107,9 @@ def test_a_job_is_deterministic_under_a_fixed_seed(tmp_path):
     """Two runs of the same projector and seed give bit-identical losses (single-threaded CPU jobs)."""
     import torch
 
-    from deco.demo.core.cache import prepare_assets
-    from deco.demo.core.pipeline import resolve_settings
     from deco.demo.core.runner import read_losses, train_projector
+    from deco.demo.kinds import prepare_assets, scene_kind
+    from deco.demo.pipeline import resolve_settings
 
     settings = resolve_settings(DemoOptions(extra={**TINY, "train.stage1_steps": 2, "train.stage2_steps": 3}))
     assets = prepare_assets(settings, tmp_path / "cache")
@@ -118,7 +118,7 @@ def test_a_job_is_deterministic_under_a_fixed_seed(tmp_path):
     try:
         runs = []
         for name in ("a", "b"):
-            train_projector(settings, assets, "qformer", tmp_path / name, 7, lambda *_: None)
+            train_projector(settings, scene_kind(settings), assets, "qformer", tmp_path / name, 7, lambda *_: None)
             runs.append([read_losses(tmp_path / name / f"stage{s}") for s in (1, 2)])
     finally:
         torch.set_num_threads(threads)

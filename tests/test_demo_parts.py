@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from deco.demo.core.settings import default_settings, load_settings, settings_from_dict
 from deco.demo.images.questions import FAMILIES, answer_word, ask, caption, conversation_questions
 from deco.demo.images.scenes import COLUMNS, ROWS, SHAPES, SIZES, patch_owners, render, sample_scene
+from deco.demo.kinds import default_settings, load_settings, settings_from_dict
 from deco.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +191,7 @@ def test_tiny_vit_tower_saves_and_loads_through_the_generic_loader(tmp_path):
 
 
 def test_assets_are_cached_by_settings(tmp_path):
-    from deco.demo.core.cache import prepare_assets
+    from deco.demo.kinds import prepare_assets
 
     data = default_settings().to_dict()
     data["scenes"].update(train_images=24, test_images=6)
@@ -263,7 +263,7 @@ def test_cold_assets_build_the_encoder_alongside_the_dataset_and_lm_with_the_sam
     assets equal those built one after another, and each step's count reaches the caller."""
     from safetensors.torch import load_file
 
-    from deco.demo.core.cache import prepare_assets
+    from deco.demo.kinds import prepare_assets
 
     data = default_settings().to_dict()
     data["scenes"].update(train_images=24, test_images=6, validation_images=4)

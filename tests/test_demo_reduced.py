@@ -7,7 +7,7 @@ import json
 import pytest
 from rich.console import Console
 
-from deco.demo.core.pipeline import DemoOptions, run_demo, run_reduced
+from deco.demo.pipeline import DemoOptions, run_demo, run_reduced
 from deco.errors import ConfigError
 from deco.reducers import reducer_names
 from test_demo import TINY

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from deco.data import load_records
-from deco.demo.core.settings import default_settings, load_settings, settings_from_dict
+from deco.demo.core.settings import VideoSceneSettings
 from deco.demo.images.scenes import BACKGROUND
+from deco.demo.kinds import default_settings, load_settings, settings_from_dict
 from deco.demo.video.questions import ask, caption, conversation_questions, vocabulary
 from deco.demo.video.scenes import Track, Video, clock_colour, render_video, sample_video
-from deco.demo.video.settings import VideoSceneSettings
 from deco.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ TINY_VIDEO = {
 def test_end_to_end_through_the_shared_runner_and_report(tmp_path):
     from rich.console import Console
 
-    from deco.demo.core.pipeline import DemoOptions, run_demo
+    from deco.demo.pipeline import DemoOptions, run_demo
 
     out = tmp_path / "out"
     console = Console(file=open(tmp_path / "console.txt", "w"), width=160)  # noqa: SIM115
@@ -190,7 +190,7 @@ def test_end_to_end_through_the_shared_runner_and_report(tmp_path):
 def test_cli_passes_seeds_projectors_steps_and_config_to_the_video_demo(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import deco.demo.core.pipeline as pipeline
+    import deco.demo.pipeline as pipeline
     from deco.cli import app
 
     seen = {}
@@ -217,7 +217,7 @@ def test_cli_passes_seeds_projectors_steps_and_config_to_the_video_demo(monkeypa
 def test_sweep_is_refused_for_videos_before_any_work(tmp_path):
     from rich.console import Console
 
-    from deco.demo.core.pipeline import DemoOptions, run_demo
+    from deco.demo.pipeline import DemoOptions, run_demo
 
     with pytest.raises(ConfigError, match="videos have none"):
         run_demo(DemoOptions(video=True, sweep=True, out=tmp_path / "out", cache_dir=tmp_path / "cache"),

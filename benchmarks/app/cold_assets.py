@@ -21,8 +21,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["parallel", "sequential"])
     args = parser.parse_args()
 
-    from deco.demo.core.cache import prepare_assets
-    from deco.demo.core.pipeline import DemoOptions, resolve_settings
+    from deco.demo.kinds import prepare_assets
+    from deco.demo.pipeline import DemoOptions, resolve_settings
     from deco.train.report.runinfo import cpu_model
 
     settings = resolve_settings(DemoOptions(quick=True))

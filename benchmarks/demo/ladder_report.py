@@ -4,7 +4,7 @@
 
 For a ladder whose jobs finished but whose report was written by an older deco (or interrupted after the
 jobs): reads every runs/seed*/<rung>/result.json, and the settings, seeds and timing from ladder.json, and
-runs the same report step `deco demo --ladder` ends with (deco.demo.core.pipeline.report_ladder).
+runs the same report step `deco demo --ladder` ends with (deco.demo.pipeline.report_ladder).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from deco.demo.core.cache import default_cache_dir, prepare_assets
-from deco.demo.core.pipeline import report_ladder
-from deco.demo.core.settings import settings_from_dict
+from deco.demo.core.cache import default_cache_dir
+from deco.demo.kinds import prepare_assets, settings_from_dict
+from deco.demo.pipeline import report_ladder
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deco.demo.core.pipeline import DemoOptions, run_demo
+from deco.demo.pipeline import DemoOptions, run_demo
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ASSET_STAGES = ("encoder", "lm")  # built side by side (deco.demo.core.cache), so the slower one counts
+ASSET_STAGES = ("encoder", "lm")  # built side by side (deco.demo.images.assets), so the slower one counts
 JOB_PHASES = ("stage 1", "stage 2", "evaluating")
 TIMINGS = "app-timings.json"  # what `deco app` measured of the last run in a demo folder (training.py writes it)
 
@@ -84,7 +84,7 @@ class StepClock:
         self.report_started: float | None = None
 
     def record(self, stage: str, done: int, total: int, phase: str, now: float) -> None:
-        """One report from the demo (deco.demo.core.pipeline.Observer), timestamped by the caller."""
+        """One report from the demo (deco.demo.pipeline.Observer), timestamped by the caller."""
         if stage == "report":
             self.report_started = self.report_started or now
             return

@@ -2,7 +2,7 @@
 
 The run belongs to the server, not to the tab that pressed Train: it lives on a server thread, holds the
 one-run lock until the demo really ends (closing the tab does not release it), and every tab reads the same
-progress. `deco.demo.core.pipeline.run_demo` does the work exactly as `deco demo --quick` would and reports
+progress. `deco.demo.pipeline.run_demo` does the work exactly as `deco demo --quick` would and reports
 its real step counts; `deco.app.eta` turns them into the time left.
 """
 
@@ -26,14 +26,14 @@ Runner = Callable[[Path, Any, Observer], Any]
 
 def run_quick_demo(out: Path, console: Any, observe: Observer) -> Any:
     """`deco demo --quick --out <out>`, reporting its steps to `observe`."""
-    from deco.demo.core.pipeline import DemoOptions, run_demo
+    from deco.demo.pipeline import DemoOptions, run_demo
 
     return run_demo(DemoOptions(quick=True, out=out), console=console, observe=observe)
 
 
 def quick_steps() -> tuple[int, int]:
     """(stage-1, stage-2) optimizer steps of `deco demo --quick`."""
-    from deco.demo.core.pipeline import DemoOptions, resolve_settings
+    from deco.demo.pipeline import DemoOptions, resolve_settings
 
     train = resolve_settings(DemoOptions(quick=True)).train
     return train.stage1_steps, train.stage2_steps

@@ -67,7 +67,7 @@ def demo_command(
     compressors at the same token count, and scores greedy answers on a held-out split. Writes results.json,
     results.md, plots and example images to --out.
     """
-    from deco.demo.core.pipeline import DemoOptions, run_demo, run_reduced
+    from deco.demo.pipeline import DemoOptions, run_demo, run_reduced
 
     names = [p.strip() for p in projectors.split(",") if p.strip()] if projectors else None
     if reduce:

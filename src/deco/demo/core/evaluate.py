@@ -2,7 +2,8 @@
 
 Each test question is asked on its own, as the first turn of a `vicuna_v1` conversation with its
 image or video (the prompt `render_prompt` builds, which is the prefix the model was trained on).
-Both scene kinds are scored here; each kind names its families and the groups reported beside them.
+Both scene kinds are scored here; each kind names its families and the groups reported beside them
+(deco.demo.core.kind.SceneKind).
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deco.data import load_image, render_prompt
 from deco.model import DecoModel
 from deco.model.tokens import IMAGE_TOKEN
+
+if TYPE_CHECKING:
+    from deco.demo.core.kind import SceneKind
 
 TEMPLATE = "vicuna_v1"
 
@@ -77,21 +81,10 @@ def answer_all(
     return answers
 
 
-def question_families(kind: str = "image") -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    """A scene kind's question families in report order, and the groups of families scored beside them
+def score(questions: list[dict[str, Any]], answers: list[str], kind: SceneKind) -> dict[str, Any]:
+    """Exact-match accuracy per family, overall (mean over questions) and per group of the kind's families
     (images: spatial and localisation; videos: none)."""
-    if kind == "video":
-        from deco.demo.video.questions import FAMILIES as VIDEO_FAMILIES
-
-        return VIDEO_FAMILIES, {}
-    from deco.demo.images.questions import FAMILIES, LOCALISATION, SPATIAL
-
-    return FAMILIES, {"spatial": SPATIAL, "localisation": LOCALISATION}
-
-
-def score(questions: list[dict[str, Any]], answers: list[str], kind: str = "image") -> dict[str, Any]:
-    """Exact-match accuracy per family, overall (mean over questions) and per group of the kind's families."""
-    families, groups = question_families(kind)
+    families, groups = kind.families, kind.groups
     hits: dict[str, list[float]] = defaultdict(list)
     for q, a in zip(questions, answers, strict=True):
         hits[q["family"]].append(float(normalize(a) == normalize(q["answer"])))

@@ -4,12 +4,11 @@ every projector's answers."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from deco.demo.images.questions import FAMILIES
 
 
 def _pyplot():
@@ -47,11 +46,11 @@ def loss_plot(runs: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
-def family_bars(summary: dict[str, Any], baseline: dict[str, float], path: Path) -> None:
+def family_bars(summary: dict[str, Any], baseline: dict[str, float], path: Path, families: Sequence[str]) -> None:
     """Grouped bars: accuracy per family per projector, SD over seeds as error bars, majority answer marked."""
     plt = _pyplot()
     names = list(summary)
-    fams = [f for f in FAMILIES if f in next(iter(summary.values()))["final"]["families"]]
+    fams = [f for f in families if f in next(iter(summary.values()))["final"]["families"]]
     x = np.arange(len(fams))
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(12, 4.5))

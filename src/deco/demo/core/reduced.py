@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from deco.errors import ConfigError
 from deco.reducers.registry import parse_reduce
+
+if TYPE_CHECKING:
+    from deco.demo.core.kind import SceneKind
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -71,9 +74,10 @@ def _merge_trained(results: dict[str, Any], others: list[Path]) -> dict[str, Any
     return results
 
 
-def evaluate_reduced(out: Path, names: list[str], settings: Any, assets: Any,
+def evaluate_reduced(out: Path, names: list[str], settings: Any, kind: SceneKind, assets: Any,
                      log: Any = print, trained_in: list[Path] | None = None) -> dict[str, Any]:
-    """Reduce each seed's mlp model in `out`/runs by each reducer; returns the comparison payload."""
+    """Reduce each seed's mlp model in `out`/runs by each reducer; returns the comparison payload (`kind`: the
+    settings' scene kind, whose families are scored)."""
     from deco.demo.core.evaluate import answer_all, load_test, score
     from deco.demo.core.notes import gap_and_noise
     from deco.model import load_model
@@ -103,7 +107,7 @@ def evaluate_reduced(out: Path, names: list[str], settings: Any, assets: Any,
             model = load_model(folder).eval()
             reducer = apply_reducer(model, spec)
             answers = answer_all(model, test, assets.images, settings.eval.batch_size, settings.eval.max_new_tokens)
-            final = score(test, answers, settings.kind)
+            final = score(test, answers, kind)
             finals.append(final)
             retention.append(final["overall"] / mlp_by_seed[seed] if mlp_by_seed.get(seed) else float("nan"))
             relevance.append(_kept_token_metrics(model, reducer, images))

@@ -1,5 +1,5 @@
 """Turns the jobs' results into results.json, results.md and the terminal table, for both scene kinds
-(the columns follow the families and groups the jobs scored: deco.demo.core.evaluate.question_families).
+(the columns follow the families and groups the jobs scored: the SceneKind's, deco.demo.core.kind).
 
 Every number comes from the jobs' own outputs (accuracies from greedy answers, losses from the
 trainer's metrics.jsonl, times from the clock); nothing is filled in by hand. With several seeds,

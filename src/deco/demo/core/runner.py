@@ -1,8 +1,9 @@
 """The comparison: for each seed and projector, two-stage training through `deco.train.run_training`,
 then greedy evaluation of the intermediate checkpoints and the final model on the held-out split.
 One job function for both scene kinds: run_training lays the data out for the model it builds (a
-projector with a time axis reads each `image` entry as a video), and evaluation asks with the video
-when the kind is video.
+projector with a time axis reads each `image` entry as a video); the job's `SceneKind` (deco.demo.core.kind)
+fills in its projectors' geometry, says whether evaluation asks with the video, and names the families
+scored.
 
 Every projector gets the same steps, batch size, data order (same seed), learning-rate rule and LM;
 the compressors emit the same number of visual tokens. Training time is measured, not equalised.
@@ -10,7 +11,6 @@ the compressors emit the same number of visual tokens. Training time is measured
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -21,33 +21,16 @@ from typing import Any
 from deco.config import Config, config_from_dict
 from deco.demo.core.cache import Assets
 from deco.demo.core.evaluate import answer_all, load_test, score
+from deco.demo.core.kind import SceneKind
 from deco.demo.core.settings import DemoSettings
 from deco.errors import NonFiniteError
-from deco.projectors.registry import get_options_class
 from deco.train.report.diagnostics import DIAGNOSTICS_FILE, read_diagnostics
 
 Progress = Callable[[str, int], None]  # (phase, units done in that phase)
 
 
-def projector_options(settings: DemoSettings, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The projector's demo options (with a ladder rung's `overrides` on top) plus its token count and input
-    grid for the demo geometry (videos: the options as given, with num_frames set to the frame count)."""
-    options = {**settings.projector_options.get(name, {}), **(overrides or {})}
-    if settings.kind == "video":
-        return {**options, "num_frames": settings.videos.frames}
-    fields = {f.name for f in dataclasses.fields(get_options_class(name))}
-    h, w = settings.token_grid
-    if "grid" in fields:
-        options["grid"] = [h, w]
-    elif "num_queries" in fields:
-        options["num_queries"] = h * w
-    if "num_input_tokens" in fields:  # learnable pos-emb laid out on the encoder's grid
-        options["num_input_tokens"] = settings.grid * settings.grid
-    return options
-
-
 def stage_config(
-    settings: DemoSettings, assets: Assets, projector: str, stage: int, run_dir: Path, seed: int, quiet: bool,
+    settings: DemoSettings, kind: SceneKind, assets: Assets, projector: str, stage: int, run_dir: Path, seed: int, quiet: bool,
     lr: float | None = None, options: dict[str, Any] | None = None, warmup: float | None = None,
 ) -> Config:
     """A full deco run config for one stage of one projector (`lr`: the projector's learning rate in both
@@ -72,7 +55,7 @@ def stage_config(
     data = {
         "model": {"dtype": "float32"},
         "vision": {"pretrained": str(assets.encoder_dir), "feature_layer": settings.encoder.feature_layer},
-        "projector": {"name": projector, "options": projector_options(settings, projector, options)},
+        "projector": {"name": projector, "options": kind.projector_options(settings, projector, options)},
         "llm": llm,
         "data": {
             "train_file": str(assets.data_dir / ("stage1.json" if stage == 1 else "stage2.json")),
@@ -116,7 +99,7 @@ def checkpoint_steps(settings: DemoSettings) -> list[int]:
 
 
 def train_projector(
-    settings: DemoSettings, assets: Assets, projector: str, run_root: Path, seed: int, progress: Progress,
+    settings: DemoSettings, kind: SceneKind, assets: Assets, projector: str, run_root: Path, seed: int, progress: Progress,
     lr: float | None = None, options: dict[str, Any] | None = None, warmup: float | None = None,
 ) -> dict[str, Any]:
     """Stage 1 then stage 2 for one projector; returns wall and training times per stage."""
@@ -129,7 +112,7 @@ def train_projector(
             shutil.rmtree(run_dir)
         progress(f"stage{stage}", 0)
         start = time.perf_counter()
-        summary = run_training(stage_config(settings, assets, projector, stage, run_dir, seed, quiet=True, lr=lr,
+        summary = run_training(stage_config(settings, kind, assets, projector, stage, run_dir, seed, quiet=True, lr=lr,
                                             options=options, warmup=warmup))
         out[f"stage{stage}"] = {"seconds": round(time.perf_counter() - start, 2),
                                 "train_seconds": round(summary["train_seconds"], 2),
@@ -166,7 +149,7 @@ def eval_plan(settings: DemoSettings, assets: Assets, split: str = "test") -> tu
 
 
 def evaluate_run(
-    settings: DemoSettings, assets: Assets, stage2_dir: Path, progress: Progress, keep_checkpoints: bool,
+    settings: DemoSettings, kind: SceneKind, assets: Assets, stage2_dir: Path, progress: Progress, keep_checkpoints: bool,
     split: str = "test",
 ) -> dict[str, Any]:
     """Accuracy of each stage-2 checkpoint (curve subset) and of the final model (whole held-out split)."""
@@ -180,7 +163,7 @@ def evaluate_run(
         done[0] += 1
         progress("eval", done[0])
 
-    asking = {"max_new_tokens": settings.eval.max_new_tokens, "progress": tick, "videos": settings.kind == "video"}
+    asking = {"max_new_tokens": settings.eval.max_new_tokens, "progress": tick, "videos": kind.videos}
     model = load_model(stage2_dir / "final")
     final_state = {k: v.clone() for k, v in model.state_dict().items()}
     curves = []
@@ -191,20 +174,20 @@ def evaluate_run(
         if result.unexpected_keys:
             raise RuntimeError(f"{folder}: checkpoint tensors not in the model: {result.unexpected_keys[:3]}")
         answers = answer_all(model, curve, assets.images, settings.eval.batch_size, **asking)
-        curves.append({"step": step, **score(curve, answers, settings.kind)})
+        curves.append({"step": step, **score(curve, answers, kind)})
     model.load_state_dict(final_state)
     answers = answer_all(model, test, assets.images, settings.eval.batch_size, **asking)
     curve_ids = {q["id"] for q in curve}
     if curve:
         curves.append({"step": settings.train.stage2_steps,
                        **score(curve, [a for q, a in zip(test, answers, strict=True) if q["id"] in curve_ids],
-                               settings.kind)})
+                               kind)})
     if not keep_checkpoints:
         for stage_dir in (stage2_dir, stage2_dir.parent / "stage1"):
             for _, folder in list_checkpoints(stage_dir):
                 shutil.rmtree(folder, ignore_errors=True)
     return {
-        "final": score(test, answers, settings.kind),
+        "final": score(test, answers, kind),
         "curve": curves,
         "answers": {q["id"]: a for q, a in zip(test, answers, strict=True)},
         "projector_params": sum(p.numel() for p in model.projector.parameters()),
@@ -220,20 +203,22 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _diverged(job: dict[str, Any], settings: DemoSettings, assets: Assets, root: Path, message: str) -> dict[str, Any]:
+def _diverged(job: dict[str, Any], settings: DemoSettings, kind: SceneKind, assets: Assets, root: Path,
+              message: str) -> dict[str, Any]:
     """A sweep setting whose training met a non-finite loss: every question counts as wrong."""
     questions, _, _ = eval_plan(settings, assets, job.get("split", "test"))
     result = {"projector": job["projector"], "seed": job["seed"], "lr": job.get("lr"), "warmup": job.get("warmup"),
               "split": job.get("split", "test"), "rung": job.get("rung"), "options": job.get("options"),
-              "diverged": message, "final": score(questions, [""] * len(questions), settings.kind), "curve": [],
+              "diverged": message, "final": score(questions, [""] * len(questions), kind), "curve": [],
               "probe": [], "answers": {}}
     (root / "result.json").write_text(json.dumps(result), encoding="utf-8")
     return result
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One (projector, seed): train both stages, evaluate, write `result.json`. Runs in a worker
-    process: its output goes to `log.txt`, its progress to `progress.json` (the parent draws bars)."""
+    """One (projector, seed) of the job's scene kind (`job["kind"]`, a SceneKind): train both stages, evaluate,
+    write `result.json`. Runs in a worker process: its output goes to `log.txt`, its progress to
+    `progress.json` (the parent draws bars)."""
     import os
     import sys
 
@@ -248,7 +233,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
     torch.set_num_threads(job["threads"])
-    settings = settings_from_dict(job["settings"])
+    kind: SceneKind = job["kind"]
+    settings = settings_from_dict(job["settings"], "<dict>", {kind.name: kind})
     assets = Assets(**{k: Path(v) if k.endswith("_dir") and v is not None else v for k, v in job["assets"].items()})
 
     def progress(phase: str, done: int) -> None:
@@ -258,14 +244,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     started, cpu_start = time.perf_counter(), _cpu_seconds()
     try:
-        times = train_projector(settings, assets, job["projector"], root, job["seed"], progress, job.get("lr"),
+        times = train_projector(settings, kind, assets, job["projector"], root, job["seed"], progress, job.get("lr"),
                                 job.get("options"), job.get("warmup"))
     except NonFiniteError as exc:
         if job.get("split") != "val":  # the comparison stops on it; a sweep records the setting as diverged
             raise
-        return _diverged(job, settings, assets, root, str(exc))
+        return _diverged(job, settings, kind, assets, root, str(exc))
     eval_start = time.perf_counter()
-    result = evaluate_run(settings, assets, root / "stage2", progress, job["keep_checkpoints"],
+    result = evaluate_run(settings, kind, assets, root / "stage2", progress, job["keep_checkpoints"],
                           job.get("split", "test"))
     result.update(
         projector=job["projector"], seed=job["seed"], lr=job.get("lr"), split=job.get("split", "test"), times=times,

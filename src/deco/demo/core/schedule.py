@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from deco.demo.core.cache import Assets
+from deco.demo.core.kind import SceneKind
 from deco.demo.core.runner import eval_plan, run_job
 from deco.demo.core.settings import DemoSettings
 from deco.errors import DecoError
@@ -83,6 +84,7 @@ def sweep_jobs(settings: DemoSettings, seed: int, runs_dir: Path) -> list[dict[s
 
 def run_jobs(
     settings: DemoSettings,
+    kind: SceneKind,
     assets: Assets,
     specs: list[dict[str, Any]],
     workers: int,
@@ -90,12 +92,13 @@ def run_jobs(
     console: Console,
     observe: Callable[[str, int, int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every job (`demo_jobs` or `sweep_jobs`); returns their results in the specs' order. `observe` hears
+    """Train and evaluate every job (`demo_jobs` or `sweep_jobs`) of the settings' `kind`; returns their results in the specs' order. `observe` hears
     each job's (label, units done, units in all, phase) at every poll, as its bar shows them."""
     order = sorted(range(len(specs)), key=lambda i: -_COST.get(specs[i]["projector"], 1.5))
     s1, s2 = settings.train.stage1_steps, settings.train.stage2_steps
     assets_dict = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(assets).items()}
-    jobs = [{**spec, "threads": 1, "settings": settings.to_dict(), "keep_checkpoints": keep_checkpoints,
+    # The kind pickles by reference: a worker imports the kind's modules, the core does not.
+    jobs = [{**spec, "threads": 1, "settings": settings.to_dict(), "kind": kind, "keep_checkpoints": keep_checkpoints,
              "assets": assets_dict} for spec in specs]
     totals = [s1 + s2 + eval_plan(settings, assets, spec.get("split", "test"))[2] for spec in specs]
     results: dict[int, dict[str, Any]] = {}

@@ -1,9 +1,10 @@
 """The demo's settings: scenes, encoder, LM, training and evaluation sizes, with profiles for
 `--quick` and `--paper-geometry`.
 
-The defaults live here (so an installed package runs with no files around it); configs/demo.yaml is
-the same settings written out with their reasons, and a test keeps the two equal. `deco demo
---config FILE` reads an edited copy.
+The schema and its defaults live here, each kind's own defaults, profiles and checks in its package
+(deco.demo.images.settings, deco.demo.video.settings), handed in through a `SceneKind`: an installed
+package runs with no files around it. configs/demo.yaml is the same settings written out with their
+reasons, and a test keeps the two equal. `deco demo --config FILE` reads an edited copy.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deco.config import dataclass_from_dict, deep_merge, read_yaml
-from deco.demo.video.settings import VideoSceneSettings, video_defaults
 from deco.errors import ConfigError
 
-KINDS = ("image", "video")
+if TYPE_CHECKING:
+    from deco.demo.core.kind import Kinds
+
 PROJECTORS = ("mlp", "deco", "qformer", "cabstractor", "dabstractor")
 # The question families the demo trains and reports (deco.demo.images.questions.FAMILIES has them all).
 # Left out by default, each because the uncompressed MLP stayed below 0.90 at the default budget in
@@ -40,6 +42,23 @@ class SceneSettings:
     caption_fraction: float = 0.5
     seed: int = 1234
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
+
+
+@dataclass
+class VideoSceneSettings:
+    """Synthetic videos (the video kind; deco.demo.video.settings has its defaults and checks): frames, frame
+    size, objects, split sizes, questions per video."""
+
+    frames: int = 4
+    image_size: int = 36
+    max_objects: int = 2
+    still_prob: float = 0.2  # "still" is then about as common as each direction
+    clock: bool = True  # background brightens with time (deco.demo.video.scenes: why)
+    train_videos: int = 3000
+    test_videos: int = 200
+    questions_per_video: int = 8  # the visual tokens dominate a step's cost; questions are cheap
+    caption_fraction: float = 0.5
+    seed: int = 4321
 
 
 @dataclass
@@ -197,47 +216,25 @@ class DemoSettings:
         return parse_grid(self.tokens, "tokens")
 
 
-# Honeybee/BLIP-2 compressors at their reference sizes would cost 10-50x the whole LM per step on a
-# CPU; these keep their structure (layers, attention, convs) at the demo's width. Sizes are printed.
-DEFAULT_PROJECTOR_OPTIONS: dict[str, Any] = {
-    "mlp": {},
-    "deco": {},
-    "qformer": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 512},
-    "cabstractor": {"depth": 1, "hidden_size": 128, "zero_init_last": True},
-    "dabstractor": {"num_layers": 2, "num_heads": 4, "num_points": 4, "ffn_width": 256, "hidden_size": 128},
-}
-
-DEFAULT_PROFILES: dict[str, Any] = {
-    "quick": {"projectors": ["deco", "qformer"], "train": {"stage1_steps": 30, "stage2_steps": 400, "checkpoints": 2},
-              "eval": {"curve_images": 40, "test_images": 80}},
-    "paper_geometry": {"scenes": {"image_size": 96}, "tokens": "12x12"},
-}
-
-
-def default_settings(kind: str = "image") -> DemoSettings:
+def default_settings(kind: str, kinds: Kinds) -> DemoSettings:
     """The built-in settings of a kind (what configs/demo.yaml or configs/demo-video.yaml spells out)."""
-    if kind not in KINDS:
-        raise ConfigError(f"demo kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "video":
-        return dataclass_from_dict(DemoSettings, video_defaults(), "<built-in video demo settings>")
-    return DemoSettings(
-        projector_options=copy.deepcopy(DEFAULT_PROJECTOR_OPTIONS), profiles=copy.deepcopy(DEFAULT_PROFILES)
-    )
+    if kind not in kinds:
+        raise ConfigError(f"demo kind must be one of {', '.join(kinds)}, got {kind!r}")
+    return kinds[kind].defaults()
 
 
-def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> DemoSettings:
+def settings_from_dict(data: dict[str, Any], source: str, kinds: Kinds) -> DemoSettings:
     """Typed settings from a nested dict; unknown keys and wrong types name the key."""
     settings = dataclass_from_dict(DemoSettings, data, source)
-    validate(settings, source)
+    validate(settings, source, kinds)
     return settings
 
 
-def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = (), kind: str | None = None
-                  ) -> DemoSettings:
+def load_settings(path: str | Path | None, profiles: tuple[str, ...], kind: str | None, kinds: Kinds) -> DemoSettings:
     """Built-in defaults of a kind, or a YAML file over its kind's defaults (the file's `kind`, else `kind`,
     else image), with the named profiles merged on top in order."""
     if path is None:
-        data = default_settings(kind or "image").to_dict()
+        data = default_settings(kind or "image", kinds).to_dict()
         source = f"<built-in {kind or 'image'} demo settings>"
     else:
         source = str(path)
@@ -246,73 +243,22 @@ def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()
         if kind is not None and file_kind != kind:
             raise ConfigError(f"{source}: kind is {file_kind!r} but a {kind} demo was asked for "
                               f"(--video needs a file with `kind: video`, such as configs/demo-video.yaml)")
-        data = deep_merge(default_settings(file_kind).to_dict(), raw)
+        data = deep_merge(default_settings(file_kind, kinds).to_dict(), raw)
     for name in profiles:
         if name not in data.get("profiles", {}):
             raise ConfigError(f"{source}: no profile '{name}' (have: {', '.join(data.get('profiles', {}))})")
         data = deep_merge(data, data["profiles"][name])
-    return settings_from_dict(data, source)
+    return settings_from_dict(data, source, kinds)
 
 
-def validate(settings: DemoSettings, source: str) -> None:
-    """Cross-field checks that would otherwise fail minutes into a run."""
-    if settings.kind not in KINDS:
-        raise ConfigError(f"{source}: kind must be one of {', '.join(KINDS)}, got {settings.kind!r}")
+def validate(settings: DemoSettings, source: str, kinds: Kinds) -> None:
+    """Cross-field checks that would otherwise fail minutes into a run: the shared ones, then the kind's."""
+    if settings.kind not in kinds:
+        raise ConfigError(f"{source}: kind must be one of {', '.join(kinds)}, got {settings.kind!r}")
     if settings.seeds < 1:
         raise ConfigError(f"{source}: seeds must be >= 1, got {settings.seeds}")
     _validate_training(settings, source)
-    if settings.kind == "video":
-        from deco.demo.video.settings import validate_video
-
-        validate_video(settings, source)
-        return
-    from deco.demo.images.questions import FAMILIES
-    from deco.projectors import projector_names
-
-    s = settings.scenes
-    unknown = [f for f in s.families if f not in FAMILIES]
-    if not s.families or unknown or len(set(s.families)) != len(s.families):
-        raise ConfigError(f"{source}: scenes.families must be distinct names from {', '.join(FAMILIES)}; "
-                          f"got {s.families}")
-    if not 1 <= s.min_objects <= s.max_objects <= 9:
-        raise ConfigError(f"{source}: scenes need 1 <= min_objects <= max_objects <= 9")
-    if s.image_size % settings.encoder.patch_size:
-        raise ConfigError(f"{source}: scenes.image_size {s.image_size} is not a multiple of encoder.patch_size")
-    if s.image_size % 3:
-        raise ConfigError(f"{source}: scenes.image_size {s.image_size} must divide into 3x3 cells")
-    h, w = settings.token_grid
-    if h > settings.grid or w > settings.grid:
-        raise ConfigError(f"{source}: tokens {settings.tokens} exceed the {settings.grid}x{settings.grid} patch grid")
-    for name in settings.projectors:
-        if name not in projector_names():
-            raise ConfigError(f"{source}: unknown projector '{name}'; valid: {', '.join(projector_names())}")
-    if not settings.sweep.lrs or any(not lr > 0 for lr in settings.sweep.lrs):
-        raise ConfigError(f"{source}: sweep.lrs must be a non-empty list of positive learning rates")
-    if not settings.sweep.warmups or any(not 0 <= w < 1 for w in settings.sweep.warmups):
-        raise ConfigError(f"{source}: sweep.warmups must be a non-empty list of warmup ratios in [0, 1)")
-    _validate_ladder(settings, source)
-
-
-def _validate_ladder(settings: DemoSettings, source: str) -> None:
-    """Each rung names a known projector whose options (the demo's, the rung's on top) build a config."""
-    from deco.demo.core.runner import projector_options
-    from deco.projectors import make_projector_config, projector_names
-
-    if settings.ladder.seeds < 1 or not settings.ladder.rungs:
-        raise ConfigError(f"{source}: ladder needs seeds >= 1 and at least one rung")
-    for name, rung in settings.ladder.rungs.items():
-        where = f"{source}: ladder.rungs.{name}"
-        if not isinstance(rung, dict) or set(rung) - {"projector", "options", "lr"}:
-            raise ConfigError(f"{where} must be a mapping with keys projector, options (optional), lr (optional)")
-        if rung.get("projector") not in projector_names():
-            raise ConfigError(f"{where}.projector must be one of {', '.join(projector_names())}, "
-                              f"got {rung.get('projector')!r}")
-        if rung.get("lr") is not None and not float(rung["lr"]) > 0:
-            raise ConfigError(f"{where}.lr must be > 0, got {rung['lr']!r}")
-        try:
-            make_projector_config(rung["projector"], projector_options(settings, rung["projector"], rung.get("options")))
-        except ConfigError as exc:
-            raise ConfigError(f"{where}.options: {exc}") from exc
+    kinds[settings.kind].check(settings, source)
 
 
 def _validate_training(settings: DemoSettings, source: str) -> None:

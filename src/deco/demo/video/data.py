@@ -8,7 +8,8 @@
 
 The encoder is the image demo's tiny ViT, pretrained the same way on single frames plus the frame's
 clock (`deco.demo.video.encoder`). Both assets are cached with the demo's cache helpers (a folder per
-settings hash, built under a temp name); `deco.demo.core.cache.prepare_assets` calls this for the video kind.
+settings hash, built under a temp name); `prepare_video_assets` is the video kind's `prepare_assets`
+(deco.demo.video.kind).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from deco.demo.core.cache import Assets, _key, cached_assets, data_builder
-from deco.demo.core.settings import DemoSettings
+from deco.demo.core.settings import DemoSettings, VideoSceneSettings
 from deco.demo.images.dataset import caption_record, one_question_per_family, qa_record, write_splits
 from deco.demo.video.questions import DESCRIBE, FAMILIES, ask, caption, conversation_questions, vocabulary
 from deco.demo.video.scenes import Video, render_video, sample_video
-from deco.demo.video.settings import VideoSceneSettings
 
 TRAIN, TEST = "train", "test"
 # Bump when the videos, questions, captions or frame encoder code change what they produce (cache keys).
@@ -93,10 +93,11 @@ def build_video_tokenizer(directory: Path) -> None:
 def prepare_video_assets(
     settings: DemoSettings, cache_dir: str | Path, rebuild: bool = False,
     status: Callable[[str], None] = lambda _: None, progress: Callable[[int, int], None] | None = None,
+    lm_progress: Callable[[int, int], None] | None = None, parallel: bool = True,
 ) -> Assets:
-    """Videos, tokenizer and frame encoder for video settings, from the cache or built now (the video branch of
-    deco.demo.core.cache.prepare_assets; the keys hold what they held before the two kinds shared one schema, so
-    caches stay valid)."""
+    """Videos, tokenizer and frame encoder for video settings, from the cache or built now (the keys hold what
+    they held before the two kinds shared one schema, so caches stay valid). `lm_progress` and `parallel` are
+    unused: the video kind pretrains no LM, and builds its two assets one after another."""
     from deco.demo.images.encoder import save_encoder
     from deco.demo.video.encoder import pretrain_frame_encoder
 

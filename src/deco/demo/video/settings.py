@@ -1,6 +1,7 @@
-"""The video kind's settings: its videos section, its defaults and profiles, and its checks. The schema,
-loader and YAML recipe are the demo's one set (deco.demo.core.settings; written out in
-src/deco/recipes/demo-video.yaml); this file holds only what is particular to videos.
+"""The video kind's settings: its defaults and profiles, its projectors' options, and its checks. The schema
+(its `videos` section, VideoSceneSettings, included), loader and YAML recipe are the demo's one set
+(deco.demo.core.settings; written out in src/deco/recipes/demo-video.yaml); this file holds only what is
+particular to videos.
 
 Budget: 4 frames of 6x6 patches (36 px frames, 6 px patches; a 3x3 cell is 2x2 patches) = 144 patches
 per video, every projector emits 36 tokens (4x fewer): spatial-only pools each frame to its 3x3 cells
@@ -23,31 +24,13 @@ Why these sizes (measured on the shared 2-core VM while developing; benchmarks/v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deco.config import dataclass_from_dict
+from deco.demo.core.settings import DemoSettings
 from deco.errors import ConfigError
 
-if TYPE_CHECKING:
-    from deco.demo.core.settings import DemoSettings
-
 VIDEO_PROJECTORS = ("deco_spatial", "deco_temporal", "deco3d", "pllava", "qformer_video")
-
-
-@dataclass
-class VideoSceneSettings:
-    """Synthetic videos: frames, frame size, objects, split sizes, questions per video."""
-
-    frames: int = 4
-    image_size: int = 36
-    max_objects: int = 2
-    still_prob: float = 0.2  # "still" is then about as common as each direction
-    clock: bool = True  # background brightens with time (deco.demo.video.scenes: why)
-    train_videos: int = 3000
-    test_videos: int = 200
-    questions_per_video: int = 8  # the visual tokens dominate a step's cost; questions are cheap
-    caption_fraction: float = 0.5
-    seed: int = 4321
 
 
 def video_defaults() -> dict[str, Any]:
@@ -86,11 +69,22 @@ def video_defaults() -> dict[str, Any]:
     }
 
 
+def video_settings() -> DemoSettings:
+    """The video kind's built-in settings as typed settings."""
+    return dataclass_from_dict(DemoSettings, video_defaults(), "<built-in video demo settings>")
+
+
+def video_projector_options(settings: DemoSettings, name: str, overrides: dict[str, Any] | None = None
+                            ) -> dict[str, Any]:
+    """The projector's demo options (with `overrides` on top), with num_frames set to the frame count."""
+    options = {**settings.projector_options.get(name, {}), **(overrides or {})}
+    return {**options, "num_frames": settings.videos.frames}
+
+
 def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
     """Tokens per video and projector parameters for each projector; all token counts must agree."""
     import torch
 
-    from deco.demo.core.runner import projector_options
     from deco.projectors import build_projector
 
     grid = (settings.videos.frames, settings.grid, settings.grid)
@@ -98,7 +92,7 @@ def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
     for name in settings.projectors:
         with torch.device("meta"):
             proj = build_projector(name, settings.encoder.hidden_size, settings.lm.hidden_size,
-                                   projector_options(settings, name))
+                                   video_projector_options(settings, name))
         out[name] = {"tokens": proj.num_tokens(grid), "params": proj.num_parameters()}
     if len({v["tokens"] for v in out.values()}) > 1:
         raise ConfigError(f"video demo: projectors must emit equal token budgets, got "
@@ -106,7 +100,7 @@ def token_budget(settings: DemoSettings) -> dict[str, dict[str, int]]:
     return out
 
 
-def validate_video(settings: DemoSettings, source: str) -> None:
+def check_video(settings: DemoSettings, source: str) -> None:
     """The video kind's cross-field checks (the shared ones are deco.demo.core.settings.validate's)."""
     from deco.projectors.registry import get_options_class, projector_names
 

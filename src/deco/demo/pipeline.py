@@ -1,5 +1,6 @@
 """`deco demo` end to end, for both scene kinds (images; videos with `--video`): settings -> cached
-assets -> jobs -> results.json, results.md, plots."""
+assets -> jobs -> results.json, results.md, plots. Above the shared core (deco.demo.core): it looks the
+settings' kind up (deco.demo.kinds) and hands it down."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deco.demo.core.cache import Assets, default_cache_dir, prepare_assets
-from deco.demo.core.settings import DemoSettings, load_settings, settings_from_dict
+from deco.demo.core.cache import Assets, default_cache_dir
+from deco.demo.core.settings import DemoSettings
+from deco.demo.kinds import load_settings, prepare_assets, scene_kind, settings_from_dict
 from deco.errors import ConfigError
 
 MARKER = ".deco-demo"
@@ -87,8 +89,8 @@ def run_reduced(opts: DemoOptions, names: list[str], console: Console | None = N
     if settings.kind != "image":
         raise ConfigError("--reduce compares token reducers on the image demo (a video's tokens are not a patch grid)")
     assets = _assets(settings, opts, console)
-    payload = evaluate_reduced(opts.out, names, settings, assets, log=lambda m: console.print(m, highlight=False),
-                               trained_in=trained_in)
+    payload = evaluate_reduced(opts.out, names, settings, scene_kind(settings), assets,
+                               log=lambda m: console.print(m, highlight=False), trained_in=trained_in)
     report_json = opts.out / "reduced.json"
     report_json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     text = markdown(payload)
@@ -157,12 +159,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None, observe: Observe
     then every job's), and ("report", 0, 1, "") when only the report is left."""
     from deco.demo.core import notes, plots, report
     from deco.demo.core.evaluate import load_test
-    from deco.demo.core.runner import projector_options
     from deco.demo.core.schedule import default_workers, demo_jobs, run_jobs
 
     console = console or Console()
     start = time.perf_counter()
     settings = resolve_settings(opts)
+    kind = scene_kind(settings)
     runs_dir = _prepare_out(opts.out)
     if opts.sweep and settings.kind == "video":
         raise ConfigError("--sweep chooses learning rates on the image scenes' validation split; videos have none")
@@ -201,8 +203,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None, observe: Observe
         return _run_sweep(settings, assets, opts, runs_dir, workers, start, console)
     if opts.ladder:
         return _run_ladder(settings, assets, opts, runs_dir, seeds, workers, start, console)
-    runs = run_jobs(settings, assets, demo_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints, console,
-                    observe)
+    runs = run_jobs(settings, kind, assets, demo_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints,
+                    console, observe)
     observe("report", 0, 1, "")
     summary = report.summarize(runs, settings.eval.loss_steps)
     baseline = assets.data_summary["majority_baseline"]
@@ -213,7 +215,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None, observe: Observe
         "workers": workers,
         "seeds": seeds,
         "geometry": geometry(settings, runs),
-        "projector_options": {p: projector_options(settings, p) for p in settings.projectors},
+        "projector_options": {p: kind.projector_options(settings, p, None) for p in settings.projectors},
         "projectors": summary,
         "majority_baseline": baseline,
         "test_questions_per_family": assets.data_summary["test_per_family"],
@@ -229,7 +231,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None, observe: Observe
     (opts.out / "answers.json").write_text(json.dumps({"seed": seeds[0], "answers": first}), encoding="utf-8")
     payload["relevance"] = []
     if settings.kind == "image":  # figures of single images, and relevance maps over an image's patch grid
-        plots.family_bars(summary, baseline, opts.out / "accuracy_by_family.png")
+        plots.family_bars(summary, baseline, opts.out / "accuracy_by_family.png", kind.families)
         plots.learning_curves(summary, opts.out / "learning_curves.png")
         plots.example_figures(test, first, assets.images, settings.eval.examples, opts.out / "examples")
         payload["analysis"] = _relevance_metrics(settings, runs_dir, seeds, test, assets.images, opts.out, console,
@@ -256,8 +258,8 @@ def _run_sweep(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_d
 
     console.print(f"  sweep: learning rates {', '.join(f'{lr:g}' for lr in settings.sweep.lrs)} x warmup ratios "
                   f"{', '.join(f'{w:g}' for w in settings.sweep.warmups)} for each projector, scored on the validation split")
-    results = run_jobs(settings, assets, sweep_jobs(settings, opts.seed, runs_dir), workers, opts.keep_checkpoints,
-                       console)
+    results = run_jobs(settings, scene_kind(settings), assets, sweep_jobs(settings, opts.seed, runs_dir), workers,
+                       opts.keep_checkpoints, console)
     chosen = sweep.choose(results, settings.train.warmup_ratio)
     payload = {"command": "deco demo --sweep", "machine": report.machine(), "seed": opts.seed,
                "validation_questions": results[0]["final"]["questions"], "settings": settings.to_dict(),
@@ -273,8 +275,8 @@ def _run_ladder(settings: DemoSettings, assets: Assets, opts: DemoOptions, runs_
     from deco.demo.core import ladder
     from deco.demo.core.schedule import run_jobs
 
-    runs = run_jobs(settings, assets, ladder.ladder_jobs(settings, seeds, runs_dir), workers, opts.keep_checkpoints,
-                    console)
+    runs = run_jobs(settings, scene_kind(settings), assets, ladder.ladder_jobs(settings, seeds, runs_dir), workers,
+                    opts.keep_checkpoints, console)
     return report_ladder(settings, assets, opts.out, seeds, runs, workers, start, console)
 
 
