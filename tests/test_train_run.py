@@ -69,6 +69,10 @@ def test_stage1_run_directory_holds_config_versions_metrics_checkpoints_and_fina
 def test_stage1_final_model_loads_with_trained_projector_and_untouched_llm(stage1_run):
     data, out, _ = stage1_run
     final = load_model(out / "final")
+    from_run = load_model(out)  # the run folder stands for its final/, as on the command line
+    assert all(torch.equal(a, b) for a, b in zip(from_run.state_dict().values(), final.state_dict().values(), strict=True))
+    with pytest.raises(ConfigError, match="is not a saved deco model"):
+        load_model(out / "checkpoint-4")
     projector = load_file(str(out / "checkpoint-4" / "projector.safetensors"))
     for k, v in final.projector.state_dict().items():
         assert torch.equal(v, projector[k])
@@ -100,6 +104,18 @@ def test_stage2_starts_from_the_stage1_projector_and_trains_the_llm(stage1_run, 
     assert not any(k.startswith("vision_tower.") for k in trainable)
     final = load_model(tmp_path / "s2" / "final")
     torch.testing.assert_close(final.llm.state_dict()["lm_head.weight"], trainable["llm.lm_head.weight"])
+
+
+def test_stage1_checkpoint_may_name_the_run_folder_its_final_or_a_checkpoint(stage1_run, tmp_path):
+    from deco.train.setup import stage1_projector_file
+
+    out = stage1_run[1]
+    assert stage1_projector_file(str(out)) == out / "final" / "projector.safetensors"  # the run: its final/
+    assert stage1_projector_file(str(out / "checkpoint-4")) == out / "checkpoint-4" / "projector.safetensors"
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no final/: name one of its checkpoint-N/ folders"):
+        stage1_projector_file(str(unfinished))
 
 
 def test_stage2_without_a_stage1_checkpoint_is_config_error(stage1_run, tmp_path):

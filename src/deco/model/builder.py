@@ -148,13 +148,16 @@ def read_model_meta(directory: str | Path) -> dict[str, Any]:
 
 
 def load_model(directory: str | Path, vision_tower: VisionTower | None = None, allow_pickle: bool = False) -> DecoModel:
-    """Load a model written by save_model; the round trip is exact.
+    """Load a model written by save_model, or the final model of a `deco train` run folder (its final/, as the
+    commands take it); the round trip is exact.
 
     Pickle weights inside the folder load only with `allow_pickle=True`, the caller's decision: a
     `model.allow_pickle` written in the folder's own deco_model.json is ignored (a downloaded folder
     must not be able to turn unpickling on for itself).
     """
     directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file() and (directory / "final" / CONFIG_FILE).is_file():
+        directory = directory / "final"  # a run folder
     meta = read_model_meta(directory)
     sections = meta["sections"]
     source = str(directory / CONFIG_FILE)

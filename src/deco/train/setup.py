@@ -48,12 +48,17 @@ def resolve_resume(resume: bool | str | Path | None, run_dir: Path) -> Path | No
 
 
 def stage1_projector_file(path: str) -> Path:
-    """A stage-1 checkpoint by path: a projector safetensors file, or a folder holding projector.safetensors
-    (a checkpoint-N/ or final/ folder of a stage-1 run). Nothing is read from the folder's name."""
+    """A stage-1 checkpoint by path: a projector safetensors file, a folder holding projector.safetensors
+    (a checkpoint-N/ or final/ folder of a stage-1 run), or the stage-1 run's folder itself (its final/, as
+    `deco eval` and `load_model` take a run folder). Nothing is read from the folder's name."""
     p = Path(path)
     file = p / PROJECTOR_FILE if p.is_dir() else p
+    if p.is_dir() and not file.is_file() and (p / "final" / PROJECTOR_FILE).is_file():
+        file = p / "final" / PROJECTOR_FILE
     if not file.is_file():
-        raise ConfigError(f"train.stage1_checkpoint: no projector weights at {file}")
+        hint = " (a run folder that has not finished has no final/: name one of its checkpoint-N/ folders)" \
+            if p.is_dir() and any(p.glob("checkpoint-*")) else ""
+        raise ConfigError(f"train.stage1_checkpoint: no projector weights at {file}{hint}")
     return file
 
 

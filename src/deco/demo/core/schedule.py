@@ -131,8 +131,9 @@ def run_jobs(
                     log = Path(jobs[i]["run_root"]) / "log.txt"
                     raise DecoError(f"demo job {specs[i]['label']} failed: {exc}; see {log}") from exc
                 bars.update(tasks[i], completed=totals[i], phase="done")
-                if plain:
+                if plain and phases[i] != "done":  # the poll above may have seen the job's own "done" already
                     _log_stage(console, specs[i]["label"], phases[i], "done", began)
+                    phases[i] = "done"
                 if observe is not None:
                     observe(specs[i]["label"], totals[i], totals[i], "done")
                 bars.stop_task(tasks[i])
