@@ -5,7 +5,6 @@ and gets a kind's `SceneKind` from the code above it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +40,9 @@ def load_settings(path: str | Path | None = None, profiles: tuple[str, ...] = ()
     return core.load_settings(path, profiles, kind, KINDS)
 
 
-def prepare_assets(
-    settings: DemoSettings,
-    cache_dir: str | Path,
-    rebuild: bool = False,
-    status: Callable[[str], None] = lambda _: None,
-    progress: Callable[[int, int], None] | None = None,
-    lm_progress: Callable[[int, int], None] | None = None,
-    parallel: bool = True,
-) -> Assets:
-    """The assets of the settings' kind, from the cache or built now: images get the dataset, encoder and
+def prepare_assets(settings: DemoSettings, cache_dir: str | Path, **options: Any) -> Assets:
+    """The assets of the settings' kind, from the cache or built now (`options`: rebuild, status, progress,
+    lm_progress, parallel, as the kind's builder takes them): images get the dataset, encoder and
     text-pretrained LM (none when lm.pretrain_steps is 0; deco.demo.images.assets), videos their dataset and
     frame encoder (deco.demo.video.data)."""
-    return scene_kind(settings).prepare_assets(settings, cache_dir, rebuild, status, progress, lm_progress, parallel)
+    return scene_kind(settings).prepare_assets(settings, cache_dir, **options)
