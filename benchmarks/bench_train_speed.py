@@ -303,8 +303,8 @@ def bench_optimizers(stage1: Path, data: tuple[Path, Path], work: Path) -> dict[
     """ms per AdamW step for each implementation."""
     import torch
 
-    from deco.train.step.optim import adamw, param_groups
     from deco.train.setup import model_for_stage
+    from deco.train.step.optim import adamw, param_groups
 
     cfg = _config(data, work / "opt", stage1, 1, 4, 1)
     model, _ = model_for_stage(cfg)

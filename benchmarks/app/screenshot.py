@@ -1,4 +1,4 @@
-"""The README's screenshot of `deco app`: two demo models side by side on a bundled scene, in headless Chromium.
+"""The screenshot of `deco app` on docs/app.md (copied to docs/img/app-screenshot.png): two demo models side by side on a bundled scene, in headless Chromium.
 
   python benchmarks/app/screenshot.py --demo-dir deco-demo --out benchmarks/app/screenshot.png
 Picks the first bundled scene, asks its first question, waits for both answers and their maps, clicks

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from deco.data.records import load_records
-from deco.train.rundir.fingerprint import data_fingerprint
 from deco.train.report.runinfo import machine
+from deco.train.rundir.fingerprint import data_fingerprint
 
 
 def write_images(root: Path, n: int, size: int) -> tuple[Path, Path]:

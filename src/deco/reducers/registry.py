@@ -17,7 +17,7 @@ from deco.names import look_up
 if TYPE_CHECKING:
     from deco.reducers.base import Reducer
 
-# Where a reducer acts (the README table's "where it acts" column):
+# Where a reducer acts (the "acts on" column of docs/reducers.md):
 # - "vision": on the tower's patch features, before a token-wise projector (what the reference does).
 # - "tokens": on the projector's output tokens, so it works after any projector.
 # - "llm": inside the LLM, after layer K; the input keeps every placeholder.

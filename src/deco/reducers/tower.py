@@ -8,7 +8,7 @@ the features, so any attention kernel can run the rest of the tower. Tested agai
 Importance per patch: with a [CLS] token, the [CLS] row of the attention, summed over heads (VisionZip;
 VisPruner averages, which ranks the same). A tower without [CLS] (SigLIP, the demo's tiny ViT) has no such
 row; there the score is the attention each patch receives averaged over all patch queries, the usual
-stand-in (stated in the README) rather than a refusal, so every tower can be compared.
+stand-in (stated in docs/reducers.md) rather than a refusal, so every tower can be compared.
 """
 
 from __future__ import annotations

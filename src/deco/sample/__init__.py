@@ -1,5 +1,5 @@
 """A tiny bundled sample (images, a LLaVA-format training file, GQA and POPE question files with answers)
-that `deco sample DIR` writes, so every README example runs on a fresh clone with no downloads."""
+that `deco sample DIR` writes, so every README and docs/ example runs on a fresh clone with no downloads."""
 
 from deco.lazy import lazy_exports
 
