@@ -220,6 +220,18 @@ def test_readme_example_runs_as_printed(workspace: Workspace, index: int) -> Non
     workspace.run_through(index)
 
 
+@pytest.mark.docs
+def test_examples_write_only_into_ignored_paths(workspace: Workspace) -> None:
+    """A reader following the tour and the pages in a clone leaves `git status` clean: every top-level path the
+    examples wrote is ignored by .gitignore (runs after the examples above, in this file's order)."""
+    written = sorted(p.name for p in workspace.root.iterdir() if p.name != "configs")
+    assert written, "no example ran"
+    for name in written:
+        is_dir = (workspace.root / name).is_dir()
+        probe = subprocess.run(["git", "check-ignore", "-q", name + ("/" if is_dir else "")], cwd=REPO)
+        assert probe.returncode == 0, f"the examples write {name}{'/' if is_dir else ''}, which .gitignore does not cover"
+
+
 def test_blocks_fail_on_wrong_output_or_exit_status(tmp_path):
     ok = readme_blocks('```bash\nX=shared; echo "hello   $X"  # prints "hello shared"\n```\n'
                        '```python\nimport os; print(sorted(os.listdir(".")))  # prints "configs"\n```\n')
