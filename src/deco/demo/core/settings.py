@@ -94,9 +94,9 @@ class LMSettings:
 
 # Chosen by `deco demo --sweep --steps 400` (1e-3, 3e-3, 1e-2 each; validation split; 2026-12-03,
 # scenes of 2-3 objects; benchmarks/demo/sweep-min2-2core-2026-12-03/): the best validation accuracy.
-SWEPT_LRS = {"mlp": 3.0e-3, "deco": 1.0e-3, "qformer": 1.0e-3, "cabstractor": 3.0e-4, "dabstractor": 1.0e-3}
-# Warmup ratios other than train.warmup_ratio, from the same sweep (no warmup scored best for these three).
-SWEPT_WARMUPS = {"qformer": 0.0, "cabstractor": 0.0, "dabstractor": 0.0}
+SWEPT_LRS = {"mlp": 1.0e-2, "deco": 1.0e-3, "qformer": 1.0e-3, "cabstractor": 3.0e-4, "dabstractor": 1.0e-3}
+# Warmup ratios other than train.warmup_ratio, from the same sweeps (no warmup scored best for all five).
+SWEPT_WARMUPS = {"mlp": 0.0, "deco": 0.0, "qformer": 0.0, "cabstractor": 0.0, "dabstractor": 0.0}
 
 
 @dataclass
