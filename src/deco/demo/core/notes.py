@@ -64,20 +64,23 @@ def observations(payload: dict[str, Any]) -> list[str]:
     if "mlp" in summary and "deco" in summary:
         out.append(f"Uncompressed vs pooled: {_diff(summary, 'mlp', 'deco', 'overall', n_all)} overall, "
                    f"{_diff(summary, 'mlp', 'deco', 'spatial', n_spatial)} on spatial questions.")
+    localised = "cell" in per_family  # the localisation family may be left out of scenes.families
     for other in ("qformer", "cabstractor", "dabstractor"):
         if "deco" in summary and other in summary:
+            where = f", {_diff(summary, 'deco', other, 'cell', per_family['cell'])} on localisation" if localised else ""
             out.append(f"DeCo vs {other} at the same token count: {_diff(summary, 'deco', other, 'overall', n_all)} "
-                       f"overall, {_diff(summary, 'deco', other, 'spatial', n_spatial)} spatial, "
-                       f"{_diff(summary, 'deco', other, 'cell', per_family.get('cell', 1))} on localisation.")
+                       f"overall, {_diff(summary, 'deco', other, 'spatial', n_spatial)} spatial{where}.")
     if {"mlp", "deco", "qformer"} <= set(summary):
         gap_md, noise_md = gap_and_noise(summary, "mlp", "deco", "overall", n_all)
         gap_dq, noise_dq = gap_and_noise(summary, "deco", "qformer", "overall", n_all)
-        gap_loc, noise_loc = gap_and_noise(summary, "deco", "qformer", "cell", per_family.get("cell", 1))
         first = "holds" if gap_md >= -noise_md else "does NOT hold"
         second = "holds" if gap_dq > noise_dq else "does NOT hold (within noise)" if gap_dq > -noise_dq else "does NOT hold"
-        local = "larger than noise" if gap_loc > noise_loc else "within noise"
-        out.append(f"The paper's ordering, checked against the noise levels: MLP ≥ DeCo {first} here, DeCo > Q-Former "
-                   f"{second}; DeCo's lead over the Q-Former on localisation is {gap_loc:+.2f} ({local}).")
+        line = f"The paper's ordering, checked against the noise levels: MLP ≥ DeCo {first} here, DeCo > Q-Former {second}"
+        if localised:
+            gap_loc, noise_loc = gap_and_noise(summary, "deco", "qformer", "cell", per_family["cell"])
+            local = "larger than noise" if gap_loc > noise_loc else "within noise"
+            line += f"; DeCo's lead over the Q-Former on localisation is {gap_loc:+.2f} ({local})"
+        out.append(line + ".")
     if "mlp" in summary:
         weak = {f: v["mean"] for f, v in summary["mlp"]["final"]["families"].items() if v["mean"] < 0.9}
         out.append("The uncompressed MLP reaches >= 0.90 on every family." if not weak else

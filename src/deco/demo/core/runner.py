@@ -226,6 +226,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     from deco.demo.core.settings import settings_from_dict
 
+    if job.get("stop_file") and Path(job["stop_file"]).exists():  # the demo is stopping: start nothing more
+        raise RuntimeError("not started: the demo stopped")
     root = Path(job["run_root"])
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "log.txt", "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process

@@ -40,13 +40,18 @@ class TrainingStopped(StoppedBySignal):
     """The run stopped on a signal after writing a checkpoint; `status` is the exit status to use."""
 
     def __init__(self, signum: int, step: int, total: int, checkpoint: Path | None) -> None:
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        self.signum, self.step, self.total, self.checkpoint = signum, step, total, checkpoint
         self.status = 128 + signum
         where = f"checkpoint written to {checkpoint}" if checkpoint else "checkpoint written"
         super().__init__(
             f"stopped by {signal.Signals(signum).name} after step {step} of {total}: {where}, run lock released; "
             "continue with the same command and --resume"
         )
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, int, Path | None]]:
+        # Rebuilt from its fields, not from the message: a run in a worker process (deco demo's jobs) hands it
+        # to its parent by pickle, and the default (cls(message)) cannot call this __init__.
+        return type(self), (self.signum, self.step, self.total, self.checkpoint)
 
 
 def _write_line(text: str) -> None:
